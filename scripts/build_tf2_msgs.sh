@@ -38,6 +38,7 @@ cp -r "$SRC" "$WORK/tf2_msgs"
 
 # the generators are Python scripts run through the venv's interpreter and expect its bin/ on PATH
 export PATH="$VENV/bin:$PATH"
+export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 cmake -S "$WORK/tf2_msgs" -B "$WORK/build" \
     -DCMAKE_PREFIX_PATH="$VENV" -DCMAKE_INSTALL_PREFIX="$VENV" \
     -DPython3_EXECUTABLE="$PY" -DPython3_FIND_VIRTUALENV=ONLY \
