@@ -1,0 +1,103 @@
+"""Loss configuration: one dataclass of switches + weights, and the Table II ablation presets.
+
+Presets are cumulative, as the rows of the paper's Table II:
+
+    baseline       one-direction photometric (ref->tgt) + edge-aware smoothness
+    bi             + the reverse direction (tgt->ref): bidirectional photometric, eq. 1
+    bi_occ         + forward-backward camera-flow occlusion mask M_occ, eq. 3-4
+    bi_occ_dsc     + bidirectional depth-structure consistency L_dsc, eq. 6
+    bi_occ_dsc_aw  + adaptive weights W_aw on the photometric error, eq. 2
+    full           + bidirectional feature-perception loss L_feat, eq. 5  (= the paper's method)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from bwdp_core.errors import ConfigError
+
+
+@dataclass
+class LossConfig:
+    """Switches and weights of the total loss (eq. 7).  Defaults = the full method."""
+
+    # which terms (Table II)
+    bidirectional: bool = True         # eq. 1: add tgt->ref to ref->tgt (and to L_dsc / L_feat)
+    occlusion: bool = True             # eq. 3-4: drop pixels flagged by the forward-backward flow check
+    depth_consistency: bool = True     # eq. 6: L_dsc
+    adaptive_weights: bool = True      # eq. 2: weight the photometric error by W_aw = 1 - D_diff
+    feature_perception: bool = True    # eq. 5: L_feat
+    # how
+    inverse_pose: bool = False         # T_{r->t} = invert_pose(T_{t->r}) instead of a second PoseNet pass
+    auto_mask: bool = False            # keep pixels whose warped error < unwarped error (SC-Release / monodepth2)
+    min_valid_fraction: float = 0.0    # a sample with fewer valid pixels than this fraction is left out of a term
+    # weights (SC defaults; w_feat is not given by the paper)
+    w_photo: float = 1.0
+    w_smooth: float = 0.1
+    w_dsc: float = 0.5
+    w_feat: float = 0.05
+    # photometric error (eq. 1)
+    ssim_weight: float = 0.85
+    # occlusion check (eq. 3-4), UnFlow constants, flows in pixels of the loss resolution
+    alpha1: float = 0.01
+    alpha2: float = 0.5
+    # multi-scale: number of decoder scales used (1 = SC-Release: full-resolution disparity only); coarser scales
+    # are upsampled to full resolution for the warping terms
+    num_scales: int = 1
+    # encoder levels for L_feat (0 = conv1 output at 1/2 resolution, 64 channels)
+    feature_levels: tuple = field(default=(0,))
+
+    def validate(self) -> "LossConfig":
+        """Raise ConfigError naming the key when a value is out of range; return self."""
+        if not 1 <= int(self.num_scales) <= 4:
+            raise ConfigError(f"loss.num_scales must be 1..4, got {self.num_scales}")
+        if not 0.0 <= float(self.min_valid_fraction) < 1.0:
+            raise ConfigError(f"loss.min_valid_fraction must be in [0, 1), got {self.min_valid_fraction}")
+        if not 0.0 <= float(self.ssim_weight) <= 1.0:
+            raise ConfigError(f"loss.ssim_weight must be in [0, 1], got {self.ssim_weight}")
+        for key in ("w_photo", "w_smooth", "w_dsc", "w_feat", "alpha1", "alpha2"):
+            if float(getattr(self, key)) < 0:
+                raise ConfigError(f"loss.{key} must be >= 0, got {getattr(self, key)}")
+        levels = tuple(self.feature_levels)
+        if not levels or any(int(level) not in range(5) for level in levels):
+            raise ConfigError(f"loss.feature_levels must be encoder levels in 0..4, got {self.feature_levels}")
+        self.feature_levels = tuple(int(level) for level in levels)
+        return self
+
+    def to_dict(self) -> dict:
+        """Plain (yaml-able) dict of every field."""
+        out = dataclasses.asdict(self)
+        out["feature_levels"] = list(self.feature_levels)
+        return out
+
+
+_TERMS = ("bidirectional", "occlusion", "depth_consistency", "adaptive_weights", "feature_perception")
+
+
+def _preset(*enabled: str) -> dict:
+    return {term: term in enabled for term in _TERMS}
+
+
+#: Table II rows, cumulative: each preset names exactly the term switches it turns on.
+PRESETS: dict[str, dict] = {
+    "baseline": _preset(),
+    "bi": _preset("bidirectional"),
+    "bi_occ": _preset("bidirectional", "occlusion"),
+    "bi_occ_dsc": _preset("bidirectional", "occlusion", "depth_consistency"),
+    "bi_occ_dsc_aw": _preset("bidirectional", "occlusion", "depth_consistency", "adaptive_weights"),
+    "full": _preset("bidirectional", "occlusion", "depth_consistency", "adaptive_weights", "feature_perception"),
+}
+
+
+def loss_config(preset: str = "full", **overrides) -> LossConfig:
+    """The LossConfig of a Table II preset, with keyword overrides.  ConfigError on an unknown preset or key."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown loss preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    names = {f.name for f in dataclasses.fields(LossConfig)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ConfigError(f"unknown loss config key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    values = dict(PRESETS[preset])
+    values.update(overrides)
+    return LossConfig(**values).validate()
