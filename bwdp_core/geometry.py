@@ -207,7 +207,8 @@ def inverse_warp(ref_img: torch.Tensor, tgt_depth: torch.Tensor, ref_depth: Opti
     flow = pixels - grid
 
     x, y = pixels[:, 0:1], pixels[:, 1:2]
-    valid = (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1) & (z > MIN_DEPTH)
+    slack = 1e-3  # pixels: absorbs float rounding at the image border (an identity warp keeps every pixel)
+    valid = (x >= -slack) & (x <= width - 1 + slack) & (y >= -slack) & (y <= height - 1 + slack) & (z > MIN_DEPTH)
 
     source = ref_img if ref_depth is None else torch.cat([ref_img, ref_depth.to(ref_img.dtype)], dim=1)
     sampled = sample_at_pixels(source, pixels, align_corners=True, padding_mode="zeros")
