@@ -1,0 +1,104 @@
+"""torch.distributed plumbing: one process per device, started by `torchrun` (or a single plain process).
+
+torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; this module reads them, picks the backend
+(nccl on CUDA, gloo on CPU), and gives the trainer a small `DistContext`. Without those variables the run is a single
+process and every collective below is a no-op, so the training loop never branches on "distributed or not".
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from bwdp_core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """Only rank 0 logs, validates and writes checkpoints."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> cuda:LOCAL_RANK when CUDA is available, else cpu; ``cuda`` without CUDA is a ConfigError."""
+    if preference == "cpu":
+        return torch.device("cpu")
+    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device is 'cuda' but CUDA is not available here (use auto or cpu)")
+        if local_rank >= torch.cuda.device_count():
+            raise ConfigError(f"LOCAL_RANK {local_rank} has no GPU ({torch.cuda.device_count()} visible); "
+                              "start torchrun with --nproc_per_node <= the number of GPUs")
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def init_distributed(device_preference: str = "auto") -> DistContext:
+    """Join the process group torchrun describes (env://), or return a single-process context."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_preference, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world_size,
+                                **({"device_id": device} if device.type == "cuda" else {}))
+    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+
+
+def barrier(ctx: DistContext) -> None:
+    """Wait for every rank (used around checkpoint writes and validation)."""
+    if ctx.distributed and dist.is_initialized():
+        if ctx.device.type == "cuda":
+            dist.barrier(device_ids=[ctx.device.index])
+        else:
+            dist.barrier()
+
+
+def all_gather_objects(ctx: DistContext, obj) -> list:
+    """Every rank's ``obj`` (picklable), in rank order; ``[obj]`` in a single process."""
+    if not ctx.distributed:
+        return [obj]
+    gathered: list = [None] * ctx.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def broadcast_object(ctx: DistContext, obj):
+    """Rank 0's ``obj`` on every rank."""
+    if not ctx.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def cleanup(ctx: DistContext) -> None:
+    if ctx.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap_model(module: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
+    """DistributedDataParallel around the one module whose forward runs both networks (a single forward per step).
+
+    ``find_unused_parameters`` stays on: which decoder scales and PoseNet passes take part depends on the loss preset.
+    """
+    if not ctx.distributed:
+        return module
+    ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)

@@ -1,0 +1,128 @@
+"""One optimisation step: the networks, the optimizer, and forward -> loss -> backward -> update.
+
+`SnippetModel` puts DispNet and PoseNet behind a single forward (predict_snippet), so that DistributedDataParallel sees
+exactly one forward per backward. The loss stays outside the model: swap the LossConfig (or total_loss) without
+touching the networks, swap the networks without touching the loss.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+
+from bwdp_core.errors import ConfigError
+
+
+class SnippetModel(torch.nn.Module):
+    """DispNet + PoseNet; ``forward(tgt_img, ref_imgs)`` = bwdp_core.model.predict_snippet."""
+
+    def __init__(self, disp_net: torch.nn.Module, pose_net: torch.nn.Module, loss_cfg):
+        super().__init__()
+        self.disp_net = disp_net
+        self.pose_net = pose_net
+        self.loss_cfg = loss_cfg
+
+    def forward(self, tgt_img: torch.Tensor, ref_imgs: list[torch.Tensor]):
+        from bwdp_core.model import predict_snippet
+
+        return predict_snippet(self.disp_net, self.pose_net, tgt_img, ref_imgs, self.loss_cfg)
+
+
+def build_loss_config(cfg: dict):
+    """LossConfig from ``loss.preset`` + ``loss.overrides`` + ``loss.weights`` (ConfigError on unknown keys)."""
+    from bwdp_core.losses.config import loss_config
+
+    overrides = dict(cfg["loss"].get("overrides") or {})
+    weights = dict(cfg["loss"].get("weights") or {})
+    bad = [k for k in weights if not k.startswith("w_")]
+    if bad:
+        raise ConfigError(f"loss.weights: {', '.join(bad)} are not loss weights (weights are named w_*)")
+    overrides.update(weights)
+    try:
+        return loss_config(cfg["loss"]["preset"], **overrides)
+    except TypeError as err:  # a value of the wrong type for a LossConfig field
+        raise ConfigError(f"loss config: {err}") from None
+
+
+def build_networks(cfg: dict):
+    """(DispNet, PoseNet) from ``model`` (ImageNet encoder weights from ``model.pretrained`` when given)."""
+    from bwdp_core.checkpoint import build_models
+
+    meta = {"num_layers": cfg["model"]["num_layers"], "height": cfg["data"]["height"], "width": cfg["data"]["width"]}
+    return build_models(meta, cfg["model"]["pretrained"] or None)
+
+
+def build_optimizer(cfg: dict, model: torch.nn.Module) -> torch.optim.Optimizer:
+    train = cfg["train"]
+    return torch.optim.Adam(model.parameters(), lr=float(train["lr"]), betas=tuple(float(b) for b in train["betas"]),
+                            weight_decay=float(train["weight_decay"]))
+
+
+def use_amp(cfg: dict, device: torch.device) -> bool:
+    """Mixed precision only on CUDA (autocast fp16 + GradScaler); CPU runs stay fp32."""
+    return bool(cfg["train"]["amp"]) and device.type == "cuda"
+
+
+def make_scaler(enabled: bool) -> torch.amp.GradScaler:
+    return torch.amp.GradScaler("cuda", enabled=enabled)
+
+
+@dataclass
+class StepResult:
+    total: float
+    terms: dict[str, float]
+    visuals: dict
+    finite: bool
+
+
+def batch_to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    """(tgt_img [B,3,H,W], ref_imgs list of [B,3,H,W], K [B,3,3]) on ``device``."""
+    non_blocking = device.type == "cuda"
+    tgt = batch["tgt_img"].to(device, non_blocking=non_blocking).float()
+    refs = batch["ref_imgs"].to(device, non_blocking=non_blocking).float()
+    K = batch["intrinsics"].to(device, non_blocking=non_blocking).float()
+    return tgt, [refs[:, i] for i in range(refs.shape[1])], K
+
+
+def train_step(model: torch.nn.Module, loss_cfg, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+               batch: dict, device: torch.device, amp: bool, grad_clip: float = 0.0) -> StepResult:
+    """Forward (under autocast when ``amp``), total loss (eq. 7, in fp32), backward, clip, optimizer step.
+
+    Backward always runs (DDP's all-reduce must happen on every rank); the update is skipped when the gradient
+    norm is not finite. After DDP's all-reduce the gradients are the same on every rank, so all ranks skip together.
+    """
+    from bwdp_core.losses.total import total_loss
+
+    tgt, refs, K = batch_to_device(batch, device)
+    autocast = torch.autocast(device_type="cuda", dtype=torch.float16) if amp else nullcontext()
+    optimizer.zero_grad(set_to_none=True)
+    with autocast:
+        pred = model(tgt, refs)
+    with torch.autocast(device_type=device.type, enabled=False):
+        total, terms, visuals = total_loss(loss_cfg, tgt, refs, K, _to_float(pred) if amp else pred)
+    scaler.scale(total).backward()
+    scaler.unscale_(optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
+    finite = bool(torch.isfinite(grad_norm))
+    if finite:
+        scaler.step(optimizer)
+    scaler.update()
+    return StepResult(total=float(total.detach()), terms={k: float(torch.as_tensor(v).detach()) for k, v in terms.items()},
+                      visuals=visuals, finite=finite)
+
+
+def _to_float(obj):
+    """Cast every floating tensor of a (dataclass / list / tuple / dict) prediction to fp32 for the loss."""
+    import dataclasses
+
+    if torch.is_tensor(obj):
+        return obj.float() if obj.is_floating_point() else obj
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.replace(obj, **{f.name: _to_float(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                                           if f.init})
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_float(v) for v in obj)
+    if isinstance(obj, dict):
+        return {k: _to_float(v) for k, v in obj.items()}
+    return obj
