@@ -1,0 +1,675 @@
+"""`make demo`: the whole system on one machine, end to end, in minutes on a CPU.
+
+    python -m bwdp_core.demo [--toy] [--out demo_out] [--cache demo_cache]
+
+1. renders a training street and a different, held-out street with ``bwdp synth`` (ground-truth depth and poses);
+2. trains DispNet + PoseNet on the training street with the full bidirectional weighted loss (``bwdp train``); the
+   checkpoint is cached under ``demo_cache/`` keyed by a hash of the configuration, so a second run skips this step;
+3. starts the real ROS 2 node (``bwdp_ros.vo_node``) as its own process and streams the held-out street into it as
+   sensor_msgs/Image + CameraInfo over DDS (localhost only) at a steady rate, recording depth, odometry and TF;
+4. scores what the node published with ``bwdp eval-odom`` (sim(3)-aligned ATE, t_err) and ``bwdp eval-depth`` (AbsRel),
+   against two trivial baselines: a constant-velocity extrapolation of the first two ground-truth poses, and a constant
+   (median) depth map;
+5. writes ``demo_out/`` (trajectory.png, depth.png, metrics.json) and prints a short summary.
+
+This module stays ROS-free like the rest of ``bwdp_core``: the node and the publisher/recorder run as child processes
+(``bwdp_ros.vo_node`` and ``bwdp_ros.stream``), each in its own process group, stopped in ``finally`` and on SIGINT,
+SIGTERM and SIGHUP, so Ctrl-C never leaves a node behind.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from bwdp_core.errors import BwdpError, ConfigError, DataError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = REPO_ROOT / "config" / "demo.yaml"
+TRAIN_CONFIG = REPO_ROOT / "config" / "train.yaml"
+VO_CONFIG = REPO_ROOT / "config" / "vo.yaml"
+CACHE_VERSION = 1  # bump when the cached artefacts' layout changes
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# settings
+# ----------------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DemoSettings:
+    """One profile of config/demo.yaml (``demo`` or ``toy``)."""
+
+    height: int
+    width: int
+    train_frames: int
+    train_seed: int
+    heldout_frames: int
+    heldout_seed: int
+    rate_hz: float
+    iterations: int
+    train_overrides: dict
+
+    @classmethod
+    def load(cls, profile: str, path: Path = DEMO_CONFIG) -> "DemoSettings":
+        try:
+            doc = yaml.safe_load(path.read_text())
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read the demo configuration ({err.strerror})") from None
+        if not isinstance(doc, dict) or profile not in doc:
+            raise ConfigError(f"{path}: no '{profile}' section")
+        section = dict(doc[profile])
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(section) - known)
+        missing = sorted(known - set(section))
+        if unknown or missing:
+            raise ConfigError(f"{path}: section '{profile}': unknown keys {unknown}, missing keys {missing}")
+        settings = cls(**section)
+        if settings.heldout_seed == settings.train_seed:
+            raise ConfigError(f"{path}: heldout_seed must differ from train_seed (the held-out street must be new)")
+        if settings.heldout_frames < 3 or settings.train_frames < 3:
+            raise ConfigError(f"{path}: train_frames and heldout_frames must be at least 3 (one snippet)")
+        return settings
+
+
+def config_hash(settings: DemoSettings, train_config_text: str) -> str:
+    """Key of the cached checkpoint: everything that changes the trained model, and nothing else."""
+    keyed = {
+        "cache_version": CACHE_VERSION,
+        "height": settings.height,
+        "width": settings.width,
+        "train_frames": settings.train_frames,
+        "train_seed": settings.train_seed,
+        "iterations": settings.iterations,
+        "train_overrides": {str(k): settings.train_overrides[k] for k in sorted(settings.train_overrides)},
+        "train_yaml": train_config_text,
+    }
+    return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# child processes: run to completion, or keep alive (node, streamer) and always stop
+# ----------------------------------------------------------------------------------------------------------------------
+def bwdp_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "bwdp_core.cli", *map(str, args)]
+
+
+def child_env() -> dict:
+    """Our environment, with this source tree importable even when the package is not pip-installed."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def run_step(cmd: list[str], what: str, env: dict | None = None, log: Path | None = None) -> None:
+    """Run one command to completion in its own process group (stopped if we are interrupted)."""
+    with ManagedProcess(cmd, env=env or child_env(), log=log) as proc:
+        code = proc.wait()
+    if code != 0:
+        hint = f" (log: {log})" if log else ""
+        raise DemoError(f"{what} failed with exit code {code}{hint}: {' '.join(cmd)}")
+
+
+class DemoError(BwdpError):
+    """A demo step that failed; the message names the step and the command."""
+
+
+class ManagedProcess:
+    """A child in its own session/process group; on exit it is stopped: SIGINT, then SIGTERM, then SIGKILL."""
+
+    def __init__(self, cmd: list[str], env: dict | None = None, log: Path | None = None):
+        self.cmd = cmd
+        self.env = env
+        self.log = log
+        self.proc: subprocess.Popen | None = None
+        self._log_file = None
+
+    def __enter__(self) -> subprocess.Popen:
+        out = None
+        if self.log is not None:
+            self.log.parent.mkdir(parents=True, exist_ok=True)
+            self._log_file = open(self.log, "wb")
+            out = self._log_file
+        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT if out else None,
+                                     start_new_session=True)
+        _LIVE.add(self)
+        return self.proc
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        proc = self.proc
+        try:
+            if proc is not None and proc.poll() is None:
+                for sig, wait_s in ((signal.SIGINT, grace_s), (signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
+                    try:
+                        os.killpg(proc.pid, sig)
+                    except ProcessLookupError:
+                        break
+                    try:
+                        proc.wait(timeout=wait_s)
+                        break
+                    except subprocess.TimeoutExpired:
+                        continue
+            if proc is not None:
+                # the leader may be gone while others in its group linger: sweep the group once more
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        finally:
+            _LIVE.discard(self)
+            if self._log_file is not None:
+                self._log_file.close()
+                self._log_file = None
+
+
+_LIVE: set[ManagedProcess] = set()
+
+
+def _stop_all_children() -> None:
+    for managed in list(_LIVE):
+        managed.stop(grace_s=2.0)
+
+
+def _raise_interrupt(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def ros_env(domain_id: int | None = None) -> dict:
+    """Environment for every ROS process of the demo: DDS on localhost only, a domain of its own."""
+    env = child_env()
+    if domain_id is None:
+        domain_id = 100 + (os.getpid() + random.randrange(1000)) % 99 + 1  # 101..199
+    env["ROS_DOMAIN_ID"] = str(domain_id)
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env["ROS_LOCALHOST_ONLY"] = "1"
+    return env
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 1-2: data and model
+# ----------------------------------------------------------------------------------------------------------------------
+def render_sequence(cache: Path, name: str, frames: int, height: int, width: int, seed: int) -> Path:
+    """`bwdp synth` into demo_cache/data/<key>/ (KITTI odometry layout), skipped when already there."""
+    root = cache / "data" / f"{name}-{height}x{width}-n{frames}-s{seed}"
+    if (root / "poses" / "00.txt").exists() and (root / "sequences" / "00" / "calib.txt").exists():
+        print(f"[demo] {name} sequence cached: {root}")
+        return root
+    tmp = root.with_name(root.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    print(f"[demo] rendering the {name} sequence: {frames} frames {height}x{width}, seed {seed}")
+    run_step(bwdp_command("synth", "--out", tmp, "--frames", frames, "--height", height, "--width", width,
+                          "--seed", seed), f"bwdp synth ({name})")
+    shutil.rmtree(root, ignore_errors=True)
+    os.replace(tmp, root)
+    return root
+
+
+def find_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint a finished `bwdp train` run left in RUN/checkpoints/ (last.pt preferred over best)."""
+    ckpt_dir = run_dir / "checkpoints"
+    for name in ("last.pt", "final.pt", "latest.pt", "best.pt"):
+        if (ckpt_dir / name).is_file():
+            return ckpt_dir / name
+    candidates = sorted(ckpt_dir.glob("*.pt"), key=lambda p: p.stat().st_mtime)
+    return candidates[-1] if candidates else None
+
+
+def train_or_reuse(cache: Path, settings: DemoSettings, train_root: Path) -> tuple[Path, bool]:
+    """Train with the full method unless a checkpoint for this exact configuration is cached.
+
+    Returns (checkpoint path, True when it was trained in this run)."""
+    if not TRAIN_CONFIG.is_file():
+        raise ConfigError(f"{TRAIN_CONFIG}: missing (the training configuration bwdp train starts from)")
+    key = config_hash(settings, TRAIN_CONFIG.read_text())
+    run_dir = cache / f"train-{key}"
+    done = run_dir / "DONE.json"
+    if done.is_file():
+        ckpt = run_dir / json.loads(done.read_text())["checkpoint"]
+        if ckpt.is_file():
+            print(f"[demo] trained checkpoint cached (config {key}): {ckpt}")
+            return ckpt, False
+    resume = find_checkpoint(run_dir) is not None
+    overrides = {
+        "data.source.type": "kitti_odom",
+        "data.source.path": str(train_root),
+        "data.height": settings.height,
+        "data.width": settings.width,
+        "train.iterations": settings.iterations,
+        **settings.train_overrides,
+    }
+    cmd = bwdp_command("train", "--config", TRAIN_CONFIG, "--out", run_dir)
+    for k, v in overrides.items():
+        cmd += ["--set", f"{k}={v}"]
+    if resume:
+        cmd.append("--resume")
+    print(f"[demo] training ({settings.iterations} iterations, {settings.height}x{settings.width}, full method)"
+          + (" - resuming an interrupted run" if resume else ""))
+    run_step(cmd, "bwdp train")
+    ckpt = find_checkpoint(run_dir)
+    if ckpt is None:
+        raise DemoError(f"bwdp train finished but left no checkpoint in {run_dir / 'checkpoints'}")
+    done.write_text(json.dumps({"checkpoint": str(ckpt.relative_to(run_dir)), "config_hash": key}))
+    return ckpt, True
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 3: the node over DDS
+# ----------------------------------------------------------------------------------------------------------------------
+def stream_through_node(checkpoint: Path, heldout_root: Path, work: Path, rate_hz: float,
+                        timeout_s: float) -> Path:
+    """Start the node and the publisher/recorder (two processes, one private DDS domain); returns the recording dir."""
+    env = ros_env()
+    record_dir = work / "recording"
+    shutil.rmtree(record_dir, ignore_errors=True)
+    node_cmd = [sys.executable, "-m", "bwdp_ros.vo_node", "--ros-args", "--params-file", str(VO_CONFIG),
+                "-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu"]
+    stream_cmd = [sys.executable, "-m", "bwdp_ros.stream", "--kitti-seq", str(heldout_root),
+                  "--rate", str(rate_hz), "--record", str(record_dir), "--timeout", str(timeout_s)]
+    print(f"[demo] starting the node (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, localhost only); log: {work / 'node.log'}")
+    with ManagedProcess(node_cmd, env=env, log=work / "node.log") as node:
+        print(f"[demo] streaming the held-out sequence at {rate_hz:g} Hz as Image + CameraInfo, recording the outputs")
+        with ManagedProcess(stream_cmd, env=env) as streamer:
+            code = streamer.wait()
+            if node.poll() is not None:
+                raise DemoError(f"the node exited early with code {node.returncode}; see {work / 'node.log'}")
+        if code != 0:
+            raise DemoError(f"the publisher/recorder failed with exit code {code}: {' '.join(stream_cmd)}")
+    return record_dir
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 4: scoring
+# ----------------------------------------------------------------------------------------------------------------------
+def read_kitti_poses(path: Path) -> np.ndarray:
+    """KITTI poses file (12 numbers per line, camera-to-world) -> [N,4,4]."""
+    try:
+        rows = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: cannot read KITTI poses ({err})") from None
+    if rows.shape[1] != 12:
+        raise DataError(f"{path}: expected 12 numbers per line, got {rows.shape[1]}")
+    poses = np.tile(np.eye(4), (len(rows), 1, 1))
+    poses[:, :3, :] = rows.reshape(-1, 3, 4)
+    return poses
+
+
+def write_kitti_poses(path: Path, poses: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savetxt(path, poses[:, :3, :].reshape(len(poses), 12), fmt="%.9g")
+
+
+def relative_to_first(poses: np.ndarray) -> np.ndarray:
+    """Express a camera-to-world trajectory in the first camera's frame (first pose = identity)."""
+    return np.linalg.inv(poses[0])[None] @ poses
+
+
+def constant_velocity_baseline(gt_poses: np.ndarray) -> np.ndarray:
+    """Trivial odometry: repeat the motion between the first two ground-truth poses, T_i = T_0 (T_0^-1 T_1)^i."""
+    step = np.linalg.inv(gt_poses[0]) @ gt_poses[1]
+    out = [gt_poses[0]]
+    for _ in range(1, len(gt_poses)):
+        out.append(out[-1] @ step)
+    return np.stack(out)
+
+
+def umeyama_sim3(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares similarity (s, R, t) with dst ≈ s R src + t, for positions [N,3] (Umeyama 1991); for the plot."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    xs, xd = src - mu_s, dst - mu_d
+    cov = xd.T @ xs / len(src)
+    u, d, vt = np.linalg.svd(cov)
+    sign = np.eye(3)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[2, 2] = -1
+    rot = u @ sign @ vt
+    var_s = (xs ** 2).sum() / len(src)
+    scale = float(np.trace(np.diag(d) @ sign) / var_s) if var_s > 0 else 1.0
+    return scale, rot, mu_d - scale * rot @ mu_s
+
+
+def run_eval_odom(pred: Path, gt: Path, out_dir: Path) -> dict:
+    """`bwdp eval-odom --align sim3`; returns its JSON."""
+    run_step(bwdp_command("eval-odom", "--pred", pred, "--gt", gt, "--align", "sim3", "--out", out_dir),
+             "bwdp eval-odom", log=out_dir.with_suffix(".log"))
+    return _read_metrics_json(out_dir)
+
+
+def _read_metrics_json(out_dir: Path) -> dict:
+    path = out_dir / "metrics.json"
+    if not path.is_file():
+        raise DemoError(f"{path}: the evaluator wrote no metrics")
+    return json.loads(path.read_text())
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 5: pictures
+# ----------------------------------------------------------------------------------------------------------------------
+def plot_trajectory(path: Path, gt: np.ndarray, pred: np.ndarray, baseline: np.ndarray, title: str) -> None:
+    """Top view (x, z of the first camera's optical frame: x right, z forward) after sim(3) alignment to GT."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def aligned(traj):
+        s, rot, t = umeyama_sim3(traj[:, :3, 3], gt[:, :3, 3])
+        return (s * (rot @ traj[:, :3, 3].T)).T + t
+
+    fig, ax = plt.subplots(figsize=(6, 6), dpi=110)
+    ax.plot(gt[:, 0, 3], gt[:, 2, 3], "k-", lw=2, label="ground truth")
+    est = aligned(pred)
+    ax.plot(est[:, 0], est[:, 2], "-", color="tab:blue", lw=1.6, label="bwdp node (sim(3)-aligned)")
+    base = aligned(baseline)
+    ax.plot(base[:, 0], base[:, 2], "--", color="tab:gray", lw=1.2, label="constant velocity (sim(3)-aligned)")
+    ax.plot(gt[0, 0, 3], gt[0, 2, 3], "ko", ms=5)
+    ax.set_xlabel("x [m] (right)")
+    ax.set_ylabel("z [m] (forward)")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_depth_strip(path: Path, images: list[np.ndarray], preds: list[np.ndarray], gts: list[np.ndarray],
+                     labels: list[str]) -> None:
+    """Rows: input / predicted depth (median-scaled) / ground-truth depth; one column per frame; same colour range."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = len(images)
+    h, w = images[0].shape[:2]
+    fig, axes = plt.subplots(3, cols, figsize=(2.6 * cols * w / max(h, 1) / 3.0 + 0.6, 3 * 1.05 * 2.6 / 3.0 * 3),
+                             dpi=110, squeeze=False)
+    for c in range(cols):
+        gt = gts[c]
+        valid = np.isfinite(gt) & (gt > 0)
+        lo, hi = (np.percentile(gt[valid], [2, 98]) if valid.any() else (1.0, 50.0))
+        pred = preds[c]
+        axes[0, c].imshow(images[c])
+        axes[1, c].imshow(np.where(np.isfinite(pred), pred, np.nan), cmap="magma_r", vmin=lo, vmax=hi)
+        axes[2, c].imshow(np.where(valid, gt, np.nan), cmap="magma_r", vmin=lo, vmax=hi)
+        axes[0, c].set_title(labels[c], fontsize=8)
+    for r, name in enumerate(["input", "predicted depth", "ground truth"]):
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the pipeline
+# ----------------------------------------------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--toy", action="store_true", help="tiny sizes and budget (smoke test; proves plumbing only)")
+    parser.add_argument("--out", type=Path, default=Path("demo_out"), help="results folder (default: demo_out)")
+    parser.add_argument("--cache", type=Path, default=Path("demo_cache"),
+                        help="rendered data and trained checkpoints, reused by later runs (default: demo_cache)")
+    parser.add_argument("--config", type=Path, default=DEMO_CONFIG, help="demo settings (default: config/demo.yaml)")
+
+
+def main(args: argparse.Namespace) -> int:
+    t_start = time.monotonic()
+    settings = DemoSettings.load("toy" if args.toy else "demo", args.config)
+    out: Path = args.out.resolve()
+    cache: Path = args.cache.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    t = time.monotonic()
+    train_root = render_sequence(cache, "train", settings.train_frames, settings.height, settings.width,
+                                 settings.train_seed)
+    heldout_root = render_sequence(cache, "heldout", settings.heldout_frames, settings.height, settings.width,
+                                   settings.heldout_seed)
+    timings["render_s"] = time.monotonic() - t
+
+    t = time.monotonic()
+    checkpoint, trained = train_or_reuse(cache, settings, train_root)
+    timings["train_s" if trained else "train_cached_s"] = time.monotonic() - t
+
+    t = time.monotonic()
+    stream_time = settings.heldout_frames / settings.rate_hz
+    record_dir = stream_through_node(checkpoint, heldout_root, out / "node", settings.rate_hz,
+                                     timeout_s=stream_time + 120.0)
+    timings["node_s"] = time.monotonic() - t
+
+    t = time.monotonic()
+    metrics, plots = score(record_dir, heldout_root, out, settings)
+    plot_trajectory(out / "trajectory.png", plots["gt"], plots["pred"], plots["const_vel"],
+                    f"held-out street (seed {settings.heldout_seed}): ATE {metrics['odometry']['ate_m']:.2f} m vs "
+                    f"{metrics['odometry']['baseline_constant_velocity_ate_m']:.2f} m (constant velocity)")
+    plot_depth_strip(out / "depth.png", *plots["depth_strip"])
+    timings["evaluate_s"] = time.monotonic() - t
+    timings["total_s"] = time.monotonic() - t_start
+    metrics["timings"] = {k: round(v, 1) for k, v in timings.items()}
+    metrics["checkpoint"] = str(checkpoint)
+    metrics["settings"] = {k: getattr(settings, k) for k in settings.__dataclass_fields__}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    print_summary(metrics, out)
+    return 0
+
+
+@dataclass
+class Recording:
+    """What the node published for the held-out sequence, matched to the frames that were streamed into it."""
+
+    frame_index: np.ndarray      # [M] held-out frame index of each odometry output
+    poses: np.ndarray            # [M,4,4] camera (optical) pose in the odom frame, camera-to-world
+    latency_s: np.ndarray        # [M] receive time of the odometry message - the input image's stamp
+    receive_time_s: np.ndarray   # [M] wall time the odometry message arrived
+    depth: dict                  # frame index -> [h,w] float32 metres, NaN invalid (the node's `depth` topic)
+    frames_published: int        # images sent to the node
+    tf_count: int                # odom->base_link transforms on /tf whose stamp equals an odometry stamp
+
+
+def load_recording(record_dir: Path) -> Recording:
+    raise NotImplementedError  # adapter to bwdp_ros.stream's recording format
+
+
+def score(record_dir: Path, heldout_root: Path, out: Path, settings: DemoSettings) -> tuple[dict, dict]:
+    """Metrics of the node's outputs and of both trivial baselines; returns (metrics, plot data)."""
+    rec = load_recording(record_dir)
+    if len(rec.frame_index) < 3:
+        raise DemoError(f"the node published odometry for only {len(rec.frame_index)} of {rec.frames_published} "
+                        f"frames (see {out / 'node' / 'node.log'})")
+    eval_dir = out / "eval"
+    shutil.rmtree(eval_dir, ignore_errors=True)
+    gt_all = read_kitti_poses(heldout_root / "poses" / "00.txt")
+    idx = rec.frame_index
+    gt = relative_to_first(gt_all[idx])
+    pred = relative_to_first(rec.poses)
+    const_vel = relative_to_first(constant_velocity_baseline(gt_all)[idx])
+    write_kitti_poses(eval_dir / "gt.txt", gt)
+    write_kitti_poses(eval_dir / "node.txt", pred)
+    write_kitti_poses(eval_dir / "constant_velocity.txt", const_vel)
+    odom_node = run_eval_odom(eval_dir / "node.txt", eval_dir / "gt.txt", eval_dir / "odom_node")
+    odom_base = run_eval_odom(eval_dir / "constant_velocity.txt", eval_dir / "gt.txt", eval_dir / "odom_constant_velocity")
+
+    depth_node, depth_base, depth_frames = score_depth(rec, heldout_root, eval_dir)
+
+    span = rec.receive_time_s[-1] - rec.receive_time_s[0]
+    metrics = {
+        "odometry": {
+            "frames_evaluated": int(len(idx)),
+            "ate_m": odom_node["ate_m"]["rmse"],
+            "t_err_percent": odom_node["kitti"]["t_err_percent"],
+            "r_err_deg_per_100m": odom_node["kitti"]["r_err_deg_per_100m"],
+            "kitti_segment_lengths_m": odom_node["kitti"]["segment_lengths_m"],
+            "baseline_constant_velocity_ate_m": odom_base["ate_m"]["rmse"],
+            "baseline_constant_velocity_t_err_percent": odom_base["kitti"]["t_err_percent"],
+        },
+        "depth": {
+            "frames_evaluated": len(depth_frames),
+            "abs_rel": depth_node.get("abs_rel"),
+            "delta1": depth_node.get("delta1"),
+            "baseline_median_depth_abs_rel": depth_base.get("abs_rel"),
+        },
+        "node": {
+            "frames_published": int(rec.frames_published),
+            "frames_processed": int(len(idx)),
+            "frames_dropped": int(rec.frames_published - len(idx)),
+            "fps": float((len(idx) - 1) / span) if span > 0 else None,
+            "latency_ms_p50": float(np.percentile(rec.latency_s, 50) * 1e3),
+            "latency_ms_p95": float(np.percentile(rec.latency_s, 95) * 1e3),
+            "tf_odom_base_link_messages": int(rec.tf_count),
+            "input_rate_hz": settings.rate_hz,
+        },
+        "evaluator_output": {"odometry_node": str(eval_dir / "odom_node"),
+                             "odometry_constant_velocity": str(eval_dir / "odom_constant_velocity"),
+                             "depth": str(eval_dir / "depth")},
+    }
+    o, d = metrics["odometry"], metrics["depth"]
+    metrics["beats_baselines"] = {
+        "ate": bool(o["ate_m"] is not None and o["baseline_constant_velocity_ate_m"] is not None
+                    and o["ate_m"] < o["baseline_constant_velocity_ate_m"]),
+        "abs_rel": bool(d["abs_rel"] is not None and d["baseline_median_depth_abs_rel"] is not None
+                        and d["abs_rel"] < d["baseline_median_depth_abs_rel"]),
+    }
+    plots = {"gt": gt, "pred": pred, "const_vel": const_vel,
+             "depth_strip": depth_strip_data(rec, heldout_root, depth_frames)}
+    return metrics, plots
+
+
+def score_depth(rec: Recording, heldout_root: Path, eval_dir: Path) -> tuple[dict, dict, list[int]]:
+    """AbsRel (per-image median scaling, no Garg crop: these are not KITTI frames) of the node's depth and of a
+    constant depth map, on every frame the node published depth for."""
+    from bwdp_core.eval.depth_metrics import compute_depth_metrics
+
+    frames = sorted(rec.depth)
+    if not frames:
+        raise DemoError("the node published no depth image")
+    gts, preds, consts = [], [], []
+    for i in frames:
+        gt = load_gt_depth(heldout_root, i)
+        pred = resize_depth(rec.depth[i], gt.shape)
+        valid = gt > 0
+        gts.append(gt)
+        preds.append(pred)
+        consts.append(np.full_like(gt, np.median(gt[valid]) if valid.any() else 1.0))
+    node = compute_depth_metrics(gts, preds, median_scaling=True, garg_crop=False)
+    const = compute_depth_metrics(gts, consts, median_scaling=True, garg_crop=False)
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    (eval_dir / "depth_metrics.json").write_text(json.dumps({"node": node, "constant_median": const}, indent=2))
+    return node["metrics"], const["metrics"], frames
+
+
+def load_gt_depth(root: Path, i: int) -> np.ndarray:
+    path = root / "sequences" / "00" / "depth" / f"{i:06d}.npy"
+    try:
+        depth = np.load(path).astype(np.float32)
+    except OSError as err:
+        raise DataError(f"{path}: cannot read ground-truth depth ({err})") from None
+    depth[~np.isfinite(depth)] = 0.0
+    return depth
+
+
+def load_rgb(root: Path, i: int) -> np.ndarray:
+    import cv2
+
+    path = root / "sequences" / "00" / "image_2" / f"{i:06d}.png"
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise DataError(f"{path}: cannot read image")
+    return bgr[:, :, ::-1].copy()
+
+
+def resize_depth(depth: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Node depth (NaN = invalid) at the ground truth's size; invalid pixels get the image's median (so they count as
+    errors instead of poisoning the mean)."""
+    import cv2
+
+    depth = np.asarray(depth, dtype=np.float32)
+    finite = np.isfinite(depth) & (depth > 0)
+    fill = float(np.median(depth[finite])) if finite.any() else 1.0
+    depth = np.where(finite, depth, fill).astype(np.float32)
+    if depth.shape != tuple(shape):
+        depth = cv2.resize(depth, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+    return depth
+
+
+def depth_strip_data(rec: Recording, heldout_root: Path, frames: list[int], count: int = 4):
+    """(images, median-scaled predicted depths, GT depths, labels) for `count` frames spread over the sequence."""
+    chosen = [frames[int(round(k))] for k in np.linspace(0, len(frames) - 1, min(count, len(frames)))]
+    images, preds, gts, labels = [], [], [], []
+    for i in dict.fromkeys(chosen):
+        gt = load_gt_depth(heldout_root, i)
+        pred = resize_depth(rec.depth[i], gt.shape)
+        valid = gt > 0
+        if valid.any():
+            pred = pred * float(np.median(gt[valid]) / np.median(pred[valid]))
+        images.append(load_rgb(heldout_root, i))
+        preds.append(pred)
+        gts.append(gt)
+        labels.append(f"frame {i}")
+    return images, preds, gts, labels
+
+
+def print_summary(metrics: dict, out: Path) -> None:
+    o, d, n = metrics["odometry"], metrics["depth"], metrics["node"]
+    beats = metrics["beats_baselines"]
+
+    def fmt(v, spec=".3f"):
+        return "n/a" if v is None else format(v, spec)
+
+    verdict = {True: "beats", False: "does NOT beat"}
+    print()
+    print("=" * 78)
+    print(f"bwdp demo: held-out street, {n['frames_processed']}/{n['frames_published']} frames processed by the node "
+          f"at {fmt(n['fps'], '.1f')} FPS (latency p50 {n['latency_ms_p50']:.0f} ms, p95 {n['latency_ms_p95']:.0f} ms)")
+    print(f"  odometry  ATE {fmt(o['ate_m'])} m (sim3-aligned), t_err {fmt(o['t_err_percent'], '.2f')} % - "
+          f"{verdict[beats['ate']]} constant velocity (ATE {fmt(o['baseline_constant_velocity_ate_m'])} m)")
+    print(f"  depth     AbsRel {fmt(d['abs_rel'])} - {verdict[beats['abs_rel']]} a constant median depth map "
+          f"(AbsRel {fmt(d['baseline_median_depth_abs_rel'])})")
+    t = metrics["timings"]
+    print(f"  wall time {t['total_s']:.0f} s (" + ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in t.items()
+                                                     if k != "total_s") + ")")
+    for name in ("trajectory.png", "depth.png", "metrics.json"):
+        print(f"  {out / name}")
+    print("=" * 78)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bwdp_core.demo", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return main(args)
+    except BwdpError as err:
+        print(f"demo: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ndemo: interrupted; stopping the node and every child process", file=sys.stderr)
+        return 130
+    finally:
+        _stop_all_children()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
