@@ -1,0 +1,258 @@
+"""Loss terms (eq. 1-7): values on known inputs, presets, finiteness on degenerate input, gradients to both nets."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from bwdp_core.errors import ConfigError
+from bwdp_core.geometry import invert_pose, pose_vec_to_mat
+from bwdp_core.losses import PRESETS, LossConfig, loss_config
+from bwdp_core.losses.adaptive import adaptive_weights, depth_difference
+from bwdp_core.losses.consistency import depth_structure_consistency
+from bwdp_core.losses.feature import feature_perception_error, normalise_features
+from bwdp_core.losses.occlusion import occlusion_mask
+from bwdp_core.losses.photometric import photometric_error, ssim
+from bwdp_core.losses.smoothness import edge_aware_smoothness
+from bwdp_core.losses.total import total_loss
+from bwdp_core.model import SnippetPrediction, predict_snippet
+
+H, W, B = 32, 96, 2
+LOSS_TERMS = {"photometric", "smoothness", "depth_consistency", "feature"}
+
+
+def _K(batch=B, h=H, w=W):
+    K = torch.tensor([[0.6 * w, 0.0, (w - 1) / 2], [0.0, 0.6 * w * h / h, (h - 1) / 2], [0.0, 0.0, 1.0]])
+    return K.expand(batch, 3, 3).clone()
+
+
+def _prediction(disp_value=None, pose_vec=None, num_refs=2, seed=0, requires_grad=True):
+    """A hand-made SnippetPrediction whose tensors are leaves (to check gradients / degenerate values)."""
+    g = torch.Generator().manual_seed(seed)
+    frames = (1 + num_refs) * B
+    disps = []
+    for s in range(4):
+        shape = (frames, 1, H >> s, W >> s)
+        d = torch.full(shape, float(disp_value)) if disp_value is not None else torch.rand(shape, generator=g) + 0.1
+        disps.append(d.requires_grad_(requires_grad))
+    features = [torch.randn(frames, c, H >> (i + 1), W >> (i + 1), generator=g).requires_grad_(requires_grad)
+                for i, c in enumerate((64, 64, 128, 256, 512))]
+    if pose_vec is None:
+        pose_vec = torch.randn(num_refs * B, 6, generator=g) * 0.01
+    pose_vec = pose_vec.clone().requires_grad_(requires_grad)
+    fwd = pose_vec_to_mat(pose_vec)
+    return SnippetPrediction(disps=disps, features=features, pose_vecs=pose_vec, poses_tgt_to_ref=fwd,
+                             poses_ref_to_tgt=invert_pose(fwd), num_refs=num_refs, batch_size=B)
+
+
+def _images(seed=0, num_refs=2, constant=None):
+    g = torch.Generator().manual_seed(seed)
+    if constant is not None:
+        return torch.full((B, 3, H, W), constant), [torch.full((B, 3, H, W), constant) for _ in range(num_refs)]
+    return torch.rand(B, 3, H, W, generator=g), [torch.rand(B, 3, H, W, generator=g) for _ in range(num_refs)]
+
+
+# ---------------------------------------------------------------------------------------------------- single terms
+
+def test_ssim_and_photometric_error_basic_values():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 16, 20, generator=g)
+    assert torch.allclose(ssim(x, x), torch.ones_like(x), atol=1e-5)
+    assert photometric_error(x, x).abs().max() < 1e-5
+    rho = photometric_error(x, torch.rand(2, 3, 16, 20, generator=g))
+    assert rho.shape == (2, 1, 16, 20)
+    assert 0.1 < rho.mean() < 1 and rho.min() >= 0 and rho.max() <= 1
+    # pure L1 part: 0.15 * |diff| when SSIM is switched off -> weight 0 gives plain L1
+    assert torch.allclose(photometric_error(x, x + 0.1, ssim_weight=0.0), torch.full((2, 1, 16, 20), 0.1), atol=1e-5)
+
+
+def test_occlusion_mask_consistent_flows_are_not_occluded():
+    flow = torch.zeros(1, 2, 10, 30)
+    flow[:, 0] = 3.0
+    assert occlusion_mask(flow, -flow).sum() == 0
+    # the reverse flow disagrees by 4 px on the right half of the reference image -> the target pixels that land
+    # there are flagged; û is read at p + u, i.e. 3 px further right
+    reverse = -flow.clone()
+    reverse[..., 15:] += 4.0
+    mask = occlusion_mask(flow, reverse)
+    assert mask[..., 12:27].min() == 1 and mask[..., :12].max() == 0
+    # alpha2 is the tolerance in pixels²: a 0.5 px disagreement passes, but not with alpha2 = 0.1
+    reverse = -flow + 0.5
+    assert occlusion_mask(flow, reverse).sum() == 0
+    assert occlusion_mask(flow, reverse, alpha1=0.0, alpha2=0.1).min() == 1
+    assert not occlusion_mask(flow.requires_grad_(), reverse).requires_grad
+
+
+def test_depth_difference_and_adaptive_weights():
+    d = torch.rand(1, 1, 4, 5) + 1
+    assert torch.allclose(adaptive_weights(depth_difference(d, d)), torch.ones_like(d))
+    assert torch.allclose(depth_difference(d, 3 * d), torch.full_like(d, 0.5))
+    assert depth_difference(d, torch.zeros_like(d)).max() <= 1
+    valid = torch.zeros_like(d)
+    assert depth_structure_consistency(depth_difference(d, 3 * d), valid) == 0
+    valid[..., 0] = 1
+    assert torch.allclose(depth_structure_consistency(depth_difference(d, 3 * d), valid), torch.tensor(0.5))
+
+
+def test_feature_normalisation_is_detached_and_scale_free():
+    f = (torch.randn(2, 8, 4, 5) * 7).requires_grad_()
+    n = normalise_features(f)
+    assert not n.requires_grad
+    assert torch.allclose(n.pow(2).mean(1), torch.ones(2, 4, 5), atol=1e-4)
+    assert torch.allclose(normalise_features(f * 100), n, atol=1e-4)
+    assert feature_perception_error(n, n).abs().max() == 0
+
+
+def test_smoothness_zero_for_constant_disp_and_scale_invariant():
+    image = torch.rand(1, 3, 8, 9)
+    assert edge_aware_smoothness(torch.full((1, 1, 8, 9), 0.3), image) == 0
+    disp = torch.rand(1, 1, 8, 9) + 0.1
+    assert torch.allclose(edge_aware_smoothness(disp, image), edge_aware_smoothness(disp * 5, image), atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------------------- presets
+
+def test_presets_are_cumulative_one_switch_each():
+    order = ["baseline", "bi", "bi_occ", "bi_occ_dsc", "bi_occ_dsc_aw", "full"]
+    assert list(PRESETS) == order
+    added = ["bidirectional", "occlusion", "depth_consistency", "adaptive_weights", "feature_perception"]
+    for previous, current, switch in zip(order, order[1:], added):
+        a, b = dataclasses.asdict(loss_config(previous)), dataclasses.asdict(loss_config(current))
+        assert {k for k in a if a[k] != b[k]} == {switch} and b[switch] is True
+    assert not any(dataclasses.asdict(loss_config("baseline"))[s] for s in added)
+    assert dataclasses.asdict(loss_config("full")) == dataclasses.asdict(LossConfig())
+
+
+def test_loss_config_overrides_and_errors():
+    cfg = loss_config("bi", inverse_pose=True, alpha2=0.3, w_feat=0.2)
+    assert cfg.inverse_pose and cfg.alpha2 == 0.3 and cfg.bidirectional and not cfg.occlusion
+    with pytest.raises(ConfigError, match="nope"):
+        loss_config("nope")
+    with pytest.raises(ConfigError, match="w_fet"):
+        loss_config("full", w_fet=1.0)
+    with pytest.raises(ConfigError, match="num_scales"):
+        loss_config("full", num_scales=7)
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_each_preset_computes_exactly_its_terms(preset):
+    cfg = loss_config(preset)
+    tgt, refs = _images()
+    pred = _prediction(seed=1, pose_vec=torch.tensor([[0.0, 0.0, 0.3, 0.0, 0.02, 0.0]]).repeat(2 * B, 1))
+    total, terms, visuals = total_loss(cfg, tgt, refs, _K(), pred)
+    expected = {"photometric", "smoothness"}
+    expected |= {"depth_consistency"} if cfg.depth_consistency else set()
+    expected |= {"feature"} if cfg.feature_perception else set()
+    assert set(terms) & LOSS_TERMS == expected
+    recombined = cfg.w_photo * terms["photometric"] + cfg.w_smooth * terms["smoothness"] \
+        + cfg.w_dsc * terms.get("depth_consistency", 0) + cfg.w_feat * terms.get("feature", 0)
+    assert torch.allclose(total, recombined)
+    assert visuals["occlusion"].shape == (B, 1, H, W) and visuals["depth"].shape == (B, 1, H, W)
+    assert (visuals["occlusion"].sum() > 0) == cfg.occlusion or not cfg.occlusion
+
+
+def test_switches_change_the_values_they_name():
+    tgt, refs = _images()
+    pred = _prediction(seed=1, pose_vec=torch.tensor([[0.05, 0.0, 0.3, 0.0, 0.02, 0.0]]).repeat(2 * B, 1))
+    values = {name: total_loss(loss_config(name), tgt, refs, _K(), pred)[1] for name in PRESETS}
+    # reverse direction adds a second, positive photometric term
+    assert values["bi"]["photometric"] > 1.5 * values["baseline"]["photometric"]
+    # occlusion removes pixels: the valid fraction drops
+    assert values["bi_occ"]["valid_fraction"] < values["bi"]["valid_fraction"]
+    assert values["bi_occ"]["occluded_fraction"] > 0 and values["bi"]["occluded_fraction"] == 0
+    # adaptive weights (< 1) lower the photometric term, other terms unchanged
+    assert values["bi_occ_dsc_aw"]["photometric"] < values["bi_occ_dsc"]["photometric"]
+    assert torch.allclose(values["bi_occ_dsc_aw"]["depth_consistency"], values["bi_occ_dsc"]["depth_consistency"])
+    assert torch.allclose(values["full"]["photometric"], values["bi_occ_dsc_aw"]["photometric"])
+    # auto-mask only ever removes pixels -> photometric error per remaining pixel is lower
+    auto = total_loss(loss_config("bi", auto_mask=True), tgt, refs, _K(), pred)[1]
+    assert auto["photometric"] < values["bi"]["photometric"]
+
+
+def test_multi_scale_config_uses_every_scale():
+    tgt, refs = _images()
+    pred = _prediction(seed=2)
+    total, _, _ = total_loss(loss_config("full", num_scales=4), tgt, refs, _K(), pred)
+    total.backward()
+    assert all(d.grad is not None and d.grad.abs().sum() > 0 for d in pred.disps)
+    pred = _prediction(seed=2)
+    total_loss(loss_config("full", num_scales=1), tgt, refs, _K(), pred)[0].backward()
+    assert pred.disps[0].grad.abs().sum() > 0 and all(d.grad is None for d in pred.disps[1:])
+
+
+# ------------------------------------------------------------------------------------------------------ degenerate
+
+def _assert_finite(total, terms, leaves):
+    assert torch.isfinite(total)
+    assert all(torch.isfinite(v) for v in terms.values())
+    total.backward()
+    for leaf in leaves:
+        assert leaf.grad is None or torch.isfinite(leaf.grad).all()
+
+
+@pytest.mark.parametrize("disp_value", [0.01, 10.01])
+@pytest.mark.parametrize("preset", ["baseline", "full"])
+def test_finite_at_depth_clamp_limits_and_constant_images(disp_value, preset):
+    tgt, refs = _images(constant=0.5)
+    pred = _prediction(disp_value=disp_value)
+    total, terms, _ = total_loss(loss_config(preset, num_scales=2, auto_mask=True), tgt, refs, _K(), pred)
+    _assert_finite(total, terms, pred.disps + [pred.pose_vecs])
+
+
+def test_no_valid_pixels_gives_zero_terms_with_graph():
+    tgt, refs = _images()
+    behind = torch.tensor([[0.0, 0.0, -50.0, 0.0, 0.0, 0.0]]).repeat(2 * B, 1)  # every point behind the camera
+    pred = _prediction(pose_vec=behind)
+    cfg = loss_config("full", min_valid_fraction=0.1)
+    total, terms, _ = total_loss(cfg, tgt, refs, _K(), pred)
+    assert terms["valid_fraction"] == 0
+    assert terms["photometric"] == 0 and terms["depth_consistency"] == 0 and terms["feature"] == 0
+    assert total.requires_grad
+    _assert_finite(total, terms, pred.disps + [pred.pose_vecs])
+
+
+def test_min_valid_fraction_guard_drops_samples():
+    tgt, refs = _images()
+    vec = torch.tensor([[0.0, 0.0, 0.2, 0.0, 0.0, 0.0]]).repeat(2 * B, 1)
+    vec[0, 0] = 6.0  # first sample of ref 0: depth 5, shifted ~70 px sideways -> ~27 % of its pixels valid
+    pred = _prediction(disp_value=0.2, pose_vec=vec)
+    loose = total_loss(loss_config("bi"), tgt, refs, _K(), pred)[1]
+    strict = total_loss(loss_config("bi", min_valid_fraction=0.5), tgt, refs, _K(), pred)[1]
+    assert strict["valid_fraction"] < loose["valid_fraction"]
+    # that sample and its reverse (2 of the 8 pair rows, each ~27 % valid) are left out
+    assert 0.04 < loose["valid_fraction"] - strict["valid_fraction"] < 0.09
+    assert torch.isfinite(strict["photometric"]) and strict["photometric"] > 0
+
+
+@pytest.mark.parametrize("inverse_pose", [False, True])
+def test_gradients_reach_both_networks(inverse_pose):
+    from bwdp_core.nets.disp_net import DispNet
+    from bwdp_core.nets.pose_net import PoseNet
+
+    torch.manual_seed(0)
+    disp_net, pose_net = DispNet(18), PoseNet(18)
+    cfg = loss_config("full", inverse_pose=inverse_pose)
+    for tgt, refs in (_images(seed=3), _images(constant=0.3)):
+        disp_net.zero_grad()
+        pose_net.zero_grad()
+        pred = predict_snippet(disp_net, pose_net, tgt, refs, cfg)
+        assert pred.poses_tgt_to_ref.shape == (2 * B, 4, 4) and len(pred.disps) == 4
+        total, terms, _ = total_loss(cfg, tgt, refs, _K(), pred)
+        assert torch.isfinite(total) and all(torch.isfinite(v) for v in terms.values())
+        total.backward()
+        for net in (disp_net, pose_net):
+            grads = [p.grad for p in net.parameters() if p.grad is not None]
+            assert grads and all(torch.isfinite(g).all() for g in grads)
+            assert sum(g.abs().sum() for g in grads) > 0
+    if inverse_pose:
+        assert torch.allclose(pred.poses_ref_to_tgt @ pred.poses_tgt_to_ref, torch.eye(4).expand(2 * B, 4, 4),
+                              atol=1e-5)
+
+
+def test_feature_term_sends_no_gradient_into_features():
+    tgt, refs = _images()
+    pred = _prediction(seed=4)
+    _, terms, _ = total_loss(loss_config("full"), tgt, refs, _K(), pred)
+    terms["feature"].backward()
+    assert all(f.grad is None for f in pred.features)
+    assert pred.disps[0].grad.abs().sum() > 0 and pred.pose_vecs.grad.abs().sum() > 0
