@@ -147,7 +147,7 @@ def validate_config(cfg: dict) -> None:
     _require(cfg, "loss.preset", str, hint="a preset name")
     _require(cfg, "data.height", int, lambda v: v >= 32 and v % 32 == 0, "a positive multiple of 32")
     _require(cfg, "data.width", int, lambda v: v >= 32 and v % 32 == 0, "a positive multiple of 32")
-    _require(cfg, "data.snippet_length", int, lambda v: v >= 2, "at least 2")
+    _require(cfg, "data.snippet_length", int, lambda v: v >= 3 and v % 2 == 1, "odd and at least 3 (target in the middle)")
     _require(cfg, "data.stride", int, pos, "at least 1")
     _require(cfg, "data.augment", bool, hint="true or false")
     _require(cfg, "data.val_fraction", (int, float), lambda v: 0 <= v < 1, "in [0, 1)")

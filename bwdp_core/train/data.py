@@ -45,45 +45,56 @@ class TrainData:
     has_depth_gt: bool
 
 
-def _snippet_dataset(source_cfg: dict, data_cfg: dict, augment: bool, seed: int) -> Dataset:
+def load_sources(source_cfg: dict) -> list:
+    """FrameSources of a data config; build_sources validates every file before training starts (DataError naming it)."""
     from bwdp_core.data.build import build_sources
-    from bwdp_core.data.snippets import SnippetDataset
 
-    sources = build_sources(source_cfg)  # validates every file before training starts (DataError naming it)
+    sources = build_sources(source_cfg)
     if not sources:
         raise DataError(f"data source {source_cfg.get('path', source_cfg)} holds no sequences")
+    return sources
+
+
+def snippet_dataset(sources: list, data_cfg: dict, augment: bool, seed: int) -> Dataset:
+    from bwdp_core.data.snippets import SnippetDataset
+
     return SnippetDataset(sources, data_cfg["height"], data_cfg["width"], snippet_length=data_cfg["snippet_length"],
                           stride=data_cfg["stride"], augment=augment, seed=seed)
 
 
-def _sources_have_depth(dataset) -> bool:
-    sources = getattr(dataset, "sources", None) or []
-    try:
-        return bool(sources) and all(src.load_depth(0) is not None for src in sources)
-    except Exception:  # noqa: BLE001 - a source whose depth cannot be read simply has no GT for validation
-        return False
+def _has_depth_gt(dataset) -> bool:
+    """Whether the samples carry ground-truth depth (SnippetDataset.has_depth, through a Subset)."""
+    return bool(getattr(getattr(dataset, "dataset", dataset), "has_depth", False))
+
+
+def _set_dataset_epoch(dataset, epoch: int) -> None:
+    """Augmentations are drawn from (seed, epoch, index): tell the dataset (inside a Subset) which epoch this is."""
+    inner = getattr(dataset, "dataset", dataset)
+    if hasattr(inner, "set_epoch"):
+        inner.set_epoch(epoch)
 
 
 def build_train_data(cfg: dict, ctx: DistContext) -> TrainData:
     """Datasets (train + validation) and the training sampler; every data error surfaces here, before step 1."""
     data_cfg, seed, batch = cfg["data"], cfg["train"]["seed"], cfg["train"]["batch"]
-    full = _snippet_dataset(data_cfg["source"], data_cfg, data_cfg["augment"], seed)
+    sources = load_sources(data_cfg["source"])
+    full = snippet_dataset(sources, data_cfg, data_cfg["augment"], seed)
     val_set = None
     if data_cfg["val_source"]:
-        val_set = _snippet_dataset(data_cfg["val_source"], data_cfg, False, seed)
+        val_set = snippet_dataset(load_sources(data_cfg["val_source"]), data_cfg, False, seed)
         train_set = full
-        has_gt = _sources_have_depth(val_set)
+        has_gt = _has_depth_gt(val_set)
     elif data_cfg["val_fraction"] > 0:
-        # hold out the LAST snippets (contiguous, so validation frames are not neighbours of training frames
-        # except at one boundary); validation never augments.
+        # hold out the LAST snippets (contiguous, so validation frames neighbour training frames at one boundary
+        # only); validation never augments.
         n_val = max(1, math.ceil(len(full) * data_cfg["val_fraction"]))
         if len(full) - n_val < 1:
             raise DataError(f"data.source has only {len(full)} snippets: nothing left for training after holding out "
                             f"{n_val} for validation (lower data.val_fraction)")
         train_set = Subset(full, range(len(full) - n_val))
-        val_full = _snippet_dataset(data_cfg["source"], data_cfg, False, seed) if data_cfg["augment"] else full
+        val_full = snippet_dataset(sources, data_cfg, False, seed) if data_cfg["augment"] else full
         val_set = Subset(val_full, range(len(full) - n_val, len(full)))
-        has_gt = _sources_have_depth(full)
+        has_gt = _has_depth_gt(full)
     else:
         train_set, has_gt = full, False
     need = batch * ctx.world_size
@@ -124,6 +135,7 @@ def epoch_loader(data: TrainData, cfg: dict, ctx: DistContext, epoch: int, skip_
     """The loader of one training epoch, starting after ``skip_batches`` batches (resume)."""
     batch = cfg["train"]["batch"]
     data.sampler.start_epoch(epoch, skip_batches * batch)
+    _set_dataset_epoch(data.train_set, epoch)
     worker_seed = cfg["train"]["seed"] * 1_000_003 + epoch * 1009 + ctx.rank * 7919
     return make_loader(data.train_set, batch, cfg["train"]["workers"], sampler=data.sampler, seed=worker_seed,
                        pin_memory=ctx.device.type == "cuda")
