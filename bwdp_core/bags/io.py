@@ -177,10 +177,10 @@ def open_reader(path):
     path = Path(path)
     if not path.exists():
         raise DataError(f"bag {path} does not exist")
-    reader = AnyReader([path], default_typestore=get_typestore())
     try:
+        reader = AnyReader([path], default_typestore=get_typestore())
         reader.open()
-    except Exception as err:  # rosbags raises several reader error types for unreadable bags
+    except Exception as err:  # rosbags raises several error types (and FileNotFoundError) for unreadable bags
         raise DataError(f"cannot read bag {path}: {err}") from err
     return reader
 

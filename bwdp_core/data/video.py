@@ -75,7 +75,7 @@ class VideoSource(FrameSource):
         """Decode raw frame ``raw_index`` (BGR) or None past the end."""
         cap = self._capture()
         if raw_index != self._next:
-            if self._next < raw_index <= self._next + _MAX_SKIP_BY_READING:
+            if 0 <= self._next < raw_index <= self._next + _MAX_SKIP_BY_READING:
                 while self._next < raw_index:
                     if not cap.grab():
                         return None
