@@ -22,7 +22,8 @@ NEAR = 0.05  # metres: nearer hits are ignored
 CULL_DISTANCE = 250.0  # metres: objects farther from the camera are not tested
 SUN = np.array([0.45, -0.75, 0.5]) / np.linalg.norm([0.45, -0.75, 0.5])  # towards the sun (y is down)
 SKY, GROUND, BOX, CYLINDER = 0, 1, 2, 3
-OCCLUSION_TOLERANCE = 0.01  # relative depth margin of the z-buffer test
+OCCLUSION_TOLERANCE = 0.01
+LOD_BIAS = 0.5  # mip level bias: a little blur trades aliasing (frame-to-frame flicker) for texture detail  # relative depth margin of the z-buffer test
 
 _EDGES = np.array([(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1])  # 12 box edges
 
@@ -284,7 +285,7 @@ def _sky(dx, dy, dz) -> np.ndarray:
 def _lod(t, cos_incidence, f_mean):
     """Mip level: log2 of texels per pixel (footprint t / f metres, stretched by 1/sqrt(cos) on slanted surfaces)."""
     footprint = t * np.float32(tx.TEXELS_PER_METRE / f_mean) / np.sqrt(np.maximum(cos_incidence, np.float32(0.05)))
-    return np.log2(np.maximum(footprint, np.float32(1e-6)))
+    return np.log2(np.maximum(footprint, np.float32(1e-6))) + np.float32(LOD_BIAS)
 
 
 def _lambert(nx, ny, nz):

@@ -83,7 +83,10 @@ def _road(rng):
     d = v - ROAD_TILE_OFFSET  # metres from the centre line
     fine = fractal_noise(rng, octaves=(16, 32, 64, 128, 256), persistence=0.8)
     coarse = fractal_noise(rng, octaves=(2, 4, 8))
-    gray = 0.22 + 0.22 * fine + 0.12 * (coarse > 0.62) * coarse  # asphalt with repaired patches
+    mid = fractal_noise(rng, octaves=(8, 16, 32))
+    cracks = np.abs(mid - 0.5) < 0.012  # thin curvy lines: iso-contours of mid-frequency noise
+    gray = 0.2 + 0.26 * fine + 0.1 * mid + 0.12 * (coarse > 0.62) * coarse  # asphalt with repaired patches
+    gray = np.where(cracks, 0.7 * gray, gray)
     rgb = _colorize(gray, (1.0, 1.0, 1.02))
     paint = 0.75 + 0.2 * fine
     centre_dash = (np.abs(d) < 0.07) & ((u % 8.0) < 3.0)
