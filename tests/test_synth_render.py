@@ -187,9 +187,9 @@ def test_cli_writes_layout(tmp_path):
     assert read_poses(tmp_path / "poses" / "00.txt").shape == (3, 4, 4)
 
 
-@pytest.mark.parametrize("bad", [("--frames", "1"), ("--height", "0"), ("--width", "-3")])
+@pytest.mark.parametrize("bad", [("--frames", "1"), ("--height", "0"), ("--width", "-3"), ("--seed", "-1")])
 def test_cli_rejects_bad_sizes(tmp_path, bad):
-    args = {"--out": str(tmp_path), "--frames": "3", "--height": "24", "--width": "64"}
+    args = {"--out": str(tmp_path), "--frames": "3", "--height": "24", "--width": "64", "--seed": "0"}
     args[bad[0]] = bad[1]
     result = _cli(*(x for kv in args.items() for x in kv))
     assert result.returncode == 2
@@ -201,3 +201,5 @@ def test_render_sequence_rejects_bad_sizes():
         render_sequence(1, H, W)
     with pytest.raises(ConfigError):
         render_sequence(3, 0, W)
+    with pytest.raises(ConfigError):
+        render_sequence(3, H, W, seed=-2)

@@ -6,6 +6,9 @@ import re
 import time
 
 from bwdp_core.errors import ConfigError
+from bwdp_core.synth.render import (CULL_DISTANCE, START_S, STEP_M, camera_poses, check_seed, check_size,
+                                    kitti_intrinsics, make_scene, render_frame)
+from bwdp_core.synth.write import write_frames
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,12 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    # imported here so `bwdp synth --help` stays fast
-    from bwdp_core.synth.render import (START_S, STEP_M, CULL_DISTANCE, camera_poses, check_size, kitti_intrinsics,
-                                        make_scene, render_frame)
-    from bwdp_core.synth.write import write_frames
-
     check_size(args.frames, args.height, args.width)
+    check_seed(args.seed)
     if not re.fullmatch(r"[A-Za-z0-9_\-]+", args.sequence):
         raise ConfigError(f"--sequence must be a plain folder name, got {args.sequence!r}")
     start = time.perf_counter()

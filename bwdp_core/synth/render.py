@@ -379,11 +379,18 @@ def check_size(frames: int, height: int, width: int) -> None:
             raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
+def check_seed(seed: int) -> None:
+    """ConfigError unless seed is a non-negative integer."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+
+
 def render_sequence(frames: int, height: int, width: int, seed: int = 0, moving_object: bool = False,
                     static: bool = False) -> SynthSequence:
     """Render ``frames`` views of the street for ``seed`` (see SynthSequence). ``static``: the camera does not move
     (every pose identical). ``moving_object``: an oncoming car in the left lane."""
     check_size(frames, height, width)
+    check_seed(seed)
     scene = make_scene(seed, path_length=START_S + STEP_M * frames + CULL_DISTANCE, moving_object=moving_object)
     K = kitti_intrinsics(height, width)
     poses = camera_poses(scene, frames, static)
