@@ -1,0 +1,159 @@
+"""`bwdp export --checkpoint CKPT --format torchscript|onnx [--out DIR]`: both networks as deployable files.
+
+Exported graphs (fixed input size = the checkpoint's training resolution, batch dimension free):
+
+- ``depth_net``: image [B, 3, H, W] RGB in [0, 1] -> full-resolution disparity [B, 1, H, W] (``--depth-output
+  disparity``, default) or depth = 1 / disparity (``depth``). Normalisation is inside the graph.
+- ``pose_net``: (tgt [B, 3, H, W], ref [B, 3, H, W]) -> [B, 6] = T_{t->r} as (tx, ty, tz, rx, ry, rz), R = Rx·Ry·Rz.
+
+After export each file is reloaded (torch.jit.load / onnxruntime) and run on a seeded random input; the largest
+absolute difference from the PyTorch networks is printed and the command fails (exit 1) above ``--tolerance``.
+A ``export.json`` next to the files records sizes, outputs and the measured differences.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from bwdp_core.errors import BwdpError, ConfigError
+
+
+class DepthExport(nn.Module):
+    """DispNet reduced to its full-resolution output (disparity, or depth = 1/disparity)."""
+
+    def __init__(self, disp_net: nn.Module, output: str = "disparity"):
+        super().__init__()
+        if output not in ("disparity", "depth"):
+            raise ConfigError(f"depth output must be 'disparity' or 'depth', not {output!r}")
+        self.disp_net = disp_net
+        self.output_depth = output == "depth"
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        disp = self.disp_net(image)[0][0]
+        return 1.0 / disp if self.output_depth else disp
+
+
+class PoseExport(nn.Module):
+    """PoseNet as a two-input module (its plain forward already is; kept for a stable exported signature)."""
+
+    def __init__(self, pose_net: nn.Module):
+        super().__init__()
+        self.pose_net = pose_net
+
+    def forward(self, tgt: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        return self.pose_net(tgt, ref)
+
+
+def example_inputs(height: int, width: int, batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two seeded random images [batch, 3, H, W] in [0, 1]."""
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.rand(batch, 3, height, width, generator=gen), torch.rand(batch, 3, height, width, generator=gen))
+
+
+def export_torchscript(module: nn.Module, inputs: tuple, path: Path) -> Path:
+    """Trace ``module`` on ``inputs`` and save a TorchScript file (loadable with torch.jit.load, no bwdp needed)."""
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript deprecation notices: the file format itself is stable
+        traced = torch.jit.trace(module, inputs, check_trace=False)
+    traced.save(str(path))
+    return path
+
+
+def export_onnx(module: nn.Module, inputs: tuple, path: Path, input_names: list[str], output_name: str,
+                opset: int = 17) -> Path:
+    """TorchScript-based ONNX export (``dynamo=False``) with a dynamic batch axis; the model is checked by onnx."""
+    import onnx
+
+    dynamic = {name: {0: "batch"} for name in [*input_names, output_name]}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, inputs, str(path), dynamo=False, input_names=input_names,
+                          output_names=[output_name], dynamic_axes=dynamic, opset_version=opset)
+    onnx.checker.check_model(str(path))
+    return path
+
+
+def run_exported(path: Path, fmt: str, inputs: tuple) -> np.ndarray:
+    """Run an exported file on ``inputs`` (tensors) and return its output as numpy."""
+    if fmt == "torchscript":
+        module = torch.jit.load(str(path), map_location="cpu")
+        with torch.no_grad():
+            return module(*inputs).cpu().numpy()
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {inp.name: t.cpu().numpy() for inp, t in zip(session.get_inputs(), inputs)}
+    return session.run(None, feeds)[0]
+
+
+def export_models(checkpoint: str | Path, out_dir: str | Path, fmt: str = "torchscript",
+                  depth_output: str = "disparity", tolerance: float = 1e-4, batch: int = 2) -> dict:
+    """Export both networks of ``checkpoint`` to ``out_dir`` and check parity. Returns the report dict
+    ({"files": {...}, "max_abs_diff": {"depth_net": .., "pose_net": ..}, "passed": bool, ...})."""
+    from bwdp_core.checkpoint import load_models
+
+    if fmt not in ("torchscript", "onnx"):
+        raise ConfigError(f"--format must be torchscript or onnx, not {fmt!r}")
+    disp_net, pose_net, meta = load_models(checkpoint, "cpu")
+    height, width = int(meta["height"]), int(meta["width"])
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    depth_module = DepthExport(disp_net, depth_output).eval()
+    pose_module = PoseExport(pose_net).eval()
+    trace_inputs = example_inputs(height, width, batch=1, seed=0)
+    check_inputs = example_inputs(height, width, batch=batch, seed=1)
+    suffix = ".pt" if fmt == "torchscript" else ".onnx"
+    files = {"depth_net": out_dir / f"depth_net{suffix}", "pose_net": out_dir / f"pose_net{suffix}"}
+    try:
+        if fmt == "torchscript":
+            export_torchscript(depth_module, trace_inputs[:1], files["depth_net"])
+            export_torchscript(pose_module, trace_inputs, files["pose_net"])
+        else:
+            export_onnx(depth_module, trace_inputs[:1], files["depth_net"], ["image"], depth_output)
+            export_onnx(pose_module, trace_inputs, files["pose_net"], ["tgt", "ref"], "pose")
+    except BwdpError:
+        raise
+    except Exception as err:  # exporter failures are not user errors but should still be one readable line
+        raise BwdpError(f"{fmt} export of {checkpoint} failed: {type(err).__name__}: {str(err).splitlines()[0]}") \
+            from None
+    with torch.no_grad():
+        reference = {"depth_net": depth_module(check_inputs[0]).numpy(), "pose_net": pose_module(*check_inputs).numpy()}
+    exported = {"depth_net": run_exported(files["depth_net"], fmt, check_inputs[:1]),
+                "pose_net": run_exported(files["pose_net"], fmt, check_inputs)}
+    diffs = {name: float(np.max(np.abs(exported[name] - reference[name]))) for name in files}
+    return {"format": fmt, "checkpoint": str(checkpoint), "input_size": [height, width],
+            "files": {k: str(v) for k, v in files.items()},
+            "outputs": {"depth_net": f"{depth_output} [B,1,{height},{width}]",
+                        "pose_net": "T_{t->r} (tx,ty,tz,rx,ry,rz) [B,6], R = Rx*Ry*Rz"},
+            "inputs": {"depth_net": f"image [B,3,{height},{width}] RGB in [0,1]",
+                       "pose_net": f"tgt, ref [B,3,{height},{width}] RGB in [0,1]"},
+            "parity_batch": batch, "max_abs_diff": diffs, "tolerance": tolerance,
+            "passed": all(d <= tolerance for d in diffs.values())}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="bwdp checkpoint (.pt)")
+    parser.add_argument("--format", choices=("torchscript", "onnx"), required=True)
+    parser.add_argument("--out", default="export", help="output folder (default ./export)")
+    parser.add_argument("--depth-output", choices=("disparity", "depth"), default="disparity",
+                        help="what the exported depth network returns at full resolution")
+    parser.add_argument("--tolerance", type=float, default=1e-4,
+                        help="largest allowed |exported - PyTorch| on the parity check (default 1e-4)")
+
+
+def main(args: argparse.Namespace) -> int:
+    report = export_models(args.checkpoint, args.out, args.format, args.depth_output, args.tolerance)
+    (Path(args.out) / "export.json").write_text(json.dumps(report, indent=2))
+    for name, path in report["files"].items():
+        print(f"{name}: {path}  max abs diff vs PyTorch {report['max_abs_diff'][name]:.3e}")
+    if not report["passed"]:
+        print(f"bwdp export: parity check failed (tolerance {report['tolerance']:g})")
+        return 1
+    print(f"parity check passed (tolerance {report['tolerance']:g})")
+    return 0

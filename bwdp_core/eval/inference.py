@@ -1,0 +1,59 @@
+"""Running trained networks on single frames for evaluation: device choice, preprocessing, depth and relative pose.
+
+Images are uint8 [H, W, 3] RGB at any size; they are resized to the checkpoint's training resolution (the networks
+normalise internally). Depth comes back at the image's (or a requested) size.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from bwdp_core.errors import ConfigError
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto' -> cuda when available else cpu; 'cuda' without a GPU is a ConfigError."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available on this machine (use --device cpu or auto)")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"--device {device!r} is not a torch device (auto, cpu, cuda, cuda:N)") from None
+
+
+def image_to_tensor(image: np.ndarray, height: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 [H, W, 3] RGB -> float [1, 3, height, width] in [0, 1] (area-resized when shrinking, else bilinear)."""
+    h, w = image.shape[:2]
+    if (h, w) != (height, width):
+        interp = cv2.INTER_AREA if (height < h and width < w) else cv2.INTER_LINEAR
+        image = cv2.resize(image, (width, height), interpolation=interp)
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    return tensor.unsqueeze(0).to(device)
+
+
+@torch.inference_mode()
+def predict_depth(disp_net: torch.nn.Module, image: np.ndarray, height: int, width: int,
+                  out_size: tuple[int, int] | None = None, device: torch.device | str = "cpu") -> np.ndarray:
+    """Depth float32 [H_out, W_out] (network units: metres up to scale) of one image.
+
+    Predicts at (height, width), resizes the full-resolution *disparity* bilinearly to ``out_size`` (default: the
+    image's size), then inverts it (depth = 1 / disp), as the usual KITTI evaluation does.
+    """
+    out_h, out_w = out_size or image.shape[:2]
+    disp = disp_net(image_to_tensor(image, height, width, device))[0][0][0, 0].float().cpu().numpy()
+    if disp.shape != (out_h, out_w):
+        disp = cv2.resize(disp, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+    return (1.0 / np.maximum(disp, 1e-6)).astype(np.float32)
+
+
+@torch.inference_mode()
+def predict_relative_pose(pose_net: torch.nn.Module, tgt: np.ndarray, ref: np.ndarray, height: int, width: int,
+                          device: torch.device | str = "cpu") -> np.ndarray:
+    """PoseNet(tgt, ref) as a float64 4x4: T_{t->r} = T_ref_tgt (maps points of tgt's camera into ref's camera)."""
+    from bwdp_core.geometry import pose_vec_to_mat
+
+    vec = pose_net(image_to_tensor(tgt, height, width, device), image_to_tensor(ref, height, width, device))
+    return pose_vec_to_mat(vec.float())[0].double().cpu().numpy()

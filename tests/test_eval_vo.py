@@ -1,0 +1,156 @@
+"""`bwdp vo` chaining (constant-motion fixture network) and `bwdp vo` + `bwdp eval-odom` on a synthetic sequence."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from bwdp_core.checkpoint import make_checkpoint, save_checkpoint
+from bwdp_core.cli import main as cli_main
+from bwdp_core.eval.trajectory_io import read_trajectory
+from bwdp_core.eval.vo import chain_relative_poses
+from bwdp_core.geometry import pose_vec_to_mat
+from bwdp_core.nets.disp_net import DispNet
+from bwdp_core.nets.pose_net import PoseNet
+
+H, W = 32, 96
+
+
+def constant_motion_checkpoint(path, motion):
+    """A checkpoint whose PoseNet returns ``motion`` (6-vector, T_{t->r}) for any input: last conv weight 0, bias =
+    motion / 0.01 (the network's output scale)."""
+    torch.manual_seed(0)
+    disp_net, pose_net = DispNet(18), PoseNet(18)
+    with torch.no_grad():
+        pose_net.head.out.weight.zero_()
+        pose_net.head.out.bias.copy_(torch.tensor(motion, dtype=torch.float32) / pose_net.output_scale)
+    save_checkpoint(path, make_checkpoint(disp_net, pose_net, H, W))
+    return path
+
+
+def random_checkpoint(path, seed=0):
+    torch.manual_seed(seed)
+    save_checkpoint(path, make_checkpoint(DispNet(18), PoseNet(18), H, W))
+    return path
+
+
+def synthetic_kitti_sequence(root, frames=12):
+    """Sequence in the KITTI odometry layout from `bwdp synth` (its writer when present, else a stand-in)."""
+    try:
+        from bwdp_core.synth.render import render_sequence
+        from bwdp_core.synth.write import write_kitti_odometry
+    except ImportError:
+        render_sequence = None
+    if render_sequence is not None:
+        seq = render_sequence(frames, H, W, seed=0)
+        write_kitti_odometry(seq, root, sequence="00")
+        return root / "sequences" / "00"
+    import cv2  # stand-in until bwdp_core.synth.write lands: noise images, forward motion with a gentle turn
+    rng = np.random.default_rng(0)
+    seq_dir = root / "sequences" / "00"
+    (seq_dir / "image_2").mkdir(parents=True)
+    (seq_dir / "depth").mkdir()
+    (root / "poses").mkdir()
+    poses = np.tile(np.eye(4), (frames, 1, 1))
+    for i in range(frames):
+        yaw = 0.05 * i
+        poses[i, :3, :3] = [[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]]
+        poses[i, :3, 3] = [np.sin(yaw) * i, 0.0, np.cos(yaw) * i]
+        cv2.imwrite(str(seq_dir / "image_2" / f"{i:06d}.png"), rng.integers(0, 255, (H, W, 3), dtype=np.uint8))
+        np.save(seq_dir / "depth" / f"{i:06d}.npy", rng.uniform(2, 50, (H, W)).astype(np.float32))
+    f = 0.58 * W
+    p2 = f"{f} 0 {W / 2} 0 0 {f} {H / 2} 0 0 0 1 0"
+    (seq_dir / "calib.txt").write_text(f"P0: {p2}\nP1: {p2}\nP2: {p2}\nP3: {p2}\n")
+    np.savetxt(root / "poses" / "00.txt", poses[:, :3, :].reshape(frames, 12))
+    return seq_dir
+
+
+def run_cli(*args):
+    """The real console entry point in a subprocess (used once, end to end)."""
+    return subprocess.run([sys.executable, "-m", "bwdp_core.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def cli(capsys, *args):
+    """The same entry point in-process (saves the interpreter + torch start-up): (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    code = cli_main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+MOTION = [0.1, 0.0, 0.5, 0.0, 0.02, 0.0]  # T_{t->r}: camera i sits 0.5 m ahead of i-1, slightly turned
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vo")
+    return {"const": constant_motion_checkpoint(root / "const.pt", MOTION),
+            "forward": constant_motion_checkpoint(root / "forward.pt", [0.0, 0.0, 1.0, 0.0, 0.0, 0.0]),
+            "random": random_checkpoint(root / "rand.pt"),
+            "kitti": root / "kitti", "seq": synthetic_kitti_sequence(root / "kitti", frames=10)}
+
+
+def test_chain_relative_poses_composes_in_camera_frame():
+    step = np.eye(4)
+    step[:3, 3] = [0.0, 0.0, 1.0]
+    turn = np.eye(4)
+    turn[:3, :3] = [[0, 0, 1], [0, 1, 0], [-1, 0, 0]]  # 90 deg about y: the new camera's z points along world +x
+    poses = chain_relative_poses([step, turn, step])
+    np.testing.assert_allclose(poses[1, :3, 3], [0, 0, 1])
+    np.testing.assert_allclose(poses[3, :3, 3], [1, 0, 1], atol=1e-12)  # after the turn, forward is world +x
+
+
+def test_vo_chains_a_known_constant_motion(tmp_path, data, capsys):
+    code, _, err = cli(capsys, "vo", "--checkpoint", data["const"], "--kitti-seq", data["seq"],
+                       "--out", tmp_path / "traj.txt", "--device", "cpu")
+    assert code == 0, err
+    traj = read_trajectory(tmp_path / "traj.txt")
+    assert traj.fmt == "kitti" and len(traj) == 10
+    step = pose_vec_to_mat(torch.tensor([MOTION], dtype=torch.float64))[0].numpy()
+    for i in range(10):
+        np.testing.assert_allclose(traj.poses[i], np.linalg.matrix_power(step, i), atol=1e-5)
+    assert traj.poses[1, 2, 3] == pytest.approx(0.5, abs=1e-5)  # moves forward (+z), not backward
+
+
+def test_vo_then_eval_odom_on_a_synthetic_sequence(tmp_path, data):
+    traj_file = tmp_path / "vo" / "00.txt"
+    proc = run_cli("vo", "--checkpoint", data["random"], "--kitti-seq", data["kitti"], "--out", traj_file)
+    assert proc.returncode == 0, proc.stderr
+    assert len(read_trajectory(traj_file)) == 10
+    out = tmp_path / "odom"
+    proc = run_cli("eval-odom", "--pred", traj_file, "--gt", data["kitti"] / "poses" / "00.txt", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_poses"] == 10
+    assert metrics["kitti"]["segment_lengths_scaled"] is True  # a few metres of synthetic driving
+    assert np.isfinite(metrics["ate_m"]["rmse"]) and np.isfinite(metrics["kitti"]["t_err_percent"])
+    assert (out / "trajectory.png").is_file()
+
+
+def test_vo_image_folder_writes_tum(tmp_path, data, capsys):
+    code, _, err = cli(capsys, "vo", "--checkpoint", data["forward"], "--images", data["seq"] / "image_2",
+                       "--intrinsics", "50 50 48 16", "--out", tmp_path / "t.tum", "--format", "tum", "--fps", "5")
+    assert code == 0, err
+    traj = read_trajectory(tmp_path / "t.tum")
+    np.testing.assert_allclose(traj.timestamps, np.arange(10) / 5.0)
+    np.testing.assert_allclose(traj.poses[:, 2, 3], np.arange(10), atol=1e-5)
+
+
+def test_vo_bad_inputs_exit_2_with_one_line(tmp_path, data, capsys):
+    ckpt, seq_dir = data["random"], data["seq"]
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    cases = [
+        (["--checkpoint", str(ckpt), "--images", str(tmp_path / "empty"), "--intrinsics", "1 1 1 1"], "no images"),
+        (["--checkpoint", str(ckpt), "--images", str(seq_dir / "image_2"), "--intrinsics", "1 2 3"], "intrinsics"),
+        (["--checkpoint", str(tmp_path / "broken.pt"), "--kitti-seq", str(seq_dir)], "broken.pt"),
+        (["--checkpoint", str(ckpt), "--kitti-seq", str(tmp_path / "nope")], "nope"),
+    ]
+    for args, message in cases:
+        code, _, err = cli(capsys, "vo", *args, "--out", tmp_path / "x.txt")
+        assert code == 2, (args, err)
+        assert message in err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
