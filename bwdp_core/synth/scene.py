@@ -24,7 +24,7 @@ STEP_M = 1.0  # metres per frame along the road
 MAX_HEADING = np.deg2rad(45.0)  # heading stays within +-45 deg of the start: the road never folds back on itself
 
 # streams of random numbers (so extending the scene never changes its beginning)
-_PATH, _LEFT, _RIGHT, _PILLARS, _CRATES, _CARS, _MOVING = range(1, 8)
+_PATH, _LEFT, _RIGHT, _PILLARS, _CRATES, _CARS, _MOVING, _TREES = range(1, 9)
 
 
 def _right_normal(heading):
@@ -294,7 +294,7 @@ def make_scene(seed: int = 0, path_length: float = 300.0, moving_object: bool = 
     rng = np.random.default_rng([seed, _CRATES])
     s = 0.0
     while s < total:
-        s += rng.uniform(5.0, 18.0)
+        s += rng.uniform(4.0, 15.0)
         side = rng.choice((-1.0, 1.0))
         d = side * rng.uniform(4.9, 6.4)
         sx, sy, sz = rng.uniform(0.5, 1.4), rng.uniform(0.5, 1.8), rng.uniform(0.6, 2.0)
@@ -319,23 +319,41 @@ def make_scene(seed: int = 0, path_length: float = 300.0, moving_object: bool = 
             rows.append(((float(x), GROUND_Y - height / 2, float(z)), float(heading),
                          (width / 2, height / 2, length / 2), tx.CAR, tuple(tint), u_off))
 
-    # pillars (lamp posts, columns) just behind the curbs
-    rng = np.random.default_rng([seed, _PILLARS])
+    # trees on the pavements: a trunk (pillar) under a box of foliage well above the camera
+    rng = np.random.default_rng([seed, _TREES])
     pillars = []
     s = 0.0
     while s < total:
-        s += rng.uniform(5.0, 16.0)
+        s += rng.uniform(8.0, 30.0)
+        side = rng.choice((-1.0, 1.0))
+        trunk_height, crown = rng.uniform(3.2, 4.2), rng.uniform(1.0, 1.5, size=3)
+        crown[1] = rng.uniform(0.9, 1.6)
+        tint = rng.uniform(0.7, 1.2, size=3)
+        u_off = rng.uniform(0.0, 8.0)
+        x, z, heading = path.offset_point(s, side * rng.uniform(5.2, 6.2))
+        if s < total and clear(x, z, heading, crown[0], crown[2], s, 4.0):
+            centre_y = GROUND_Y - trunk_height - crown[1] + 0.3
+            rows.append(((float(x), centre_y, float(z)), float(heading) + rng.uniform(-0.6, 0.6), tuple(crown),
+                         tx.FOLIAGE, tuple(tint), u_off))
+            pillars.append(((float(x), float(z)), rng.uniform(0.15, 0.25), GROUND_Y - trunk_height + 0.2,
+                            tx.BARK, tint, u_off))
+
+    # pillars (lamp posts, columns) just behind the curbs
+    rng = np.random.default_rng([seed, _PILLARS])
+    s = 0.0
+    while s < total:
+        s += rng.uniform(4.0, 13.0)
         side = rng.choice((-1.0, 1.0))
         radius, height = rng.uniform(0.12, 0.4), rng.uniform(2.5, 7.0)
         tint = rng.uniform(0.6, 1.2, size=3)
         u_off = rng.uniform(0.0, 8.0)
         x, z, _ = path.offset_point(s, side * rng.uniform(4.1, 4.6))
         if s < total:
-            pillars.append(((float(x), float(z)), radius, GROUND_Y - height, tint, u_off))
+            pillars.append(((float(x), float(z)), radius, GROUND_Y - height, tx.PILLAR, tint, u_off))
     if pillars:
-        axis, radius, top, tint, u_off = zip(*pillars)
-        cylinders = Cylinders(np.array(axis), np.array(radius), np.array(top),
-                              np.full(len(radius), tx.PILLAR, dtype=np.int64), np.array(tint), np.array(u_off))
+        axis, radius, top, material, tint, u_off = zip(*pillars)
+        cylinders = Cylinders(np.array(axis), np.array(radius), np.array(top), np.array(material, dtype=np.int64),
+                              np.array(tint), np.array(u_off))
     else:
         cylinders = Cylinders(np.zeros((0, 2)), np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64),
                               np.zeros((0, 3)), np.zeros(0))

@@ -17,9 +17,9 @@ TEXELS_PER_METRE = 32.0  # one tile covers 8 m x 8 m
 LEVELS = 7  # mip levels 256 .. 4 texels
 
 # material ids
-ROAD, PAVEMENT, DIRT, BRICK, PLASTER, CONCRETE, GLASS_FACADE, CRATE, CAR, PILLAR = range(10)
+ROAD, PAVEMENT, DIRT, BRICK, PLASTER, CONCRETE, GLASS_FACADE, CRATE, CAR, PILLAR, FOLIAGE, BARK = range(12)
 FACADES = (BRICK, PLASTER, CONCRETE, GLASS_FACADE)
-NUM_MATERIALS = 10
+NUM_MATERIALS = 12
 
 # road tile layout (metres across the road, the tile row is (d + ROAD_TILE_OFFSET) * TEXELS_PER_METRE)
 ROAD_HALF_WIDTH = 3.5  # asphalt from the centre line to the curb
@@ -211,8 +211,26 @@ def _pillar(rng):
     return _colorize(gray, (0.9, 0.9, 0.85))
 
 
+def _foliage(rng):
+    leaves = fractal_noise(rng, octaves=(8, 16, 32, 64, 128, 256), persistence=0.85)
+    clumps = fractal_noise(rng, octaves=(4, 8, 16))
+    gray = 0.15 + 0.55 * leaves * (0.5 + 0.5 * clumps)
+    rgb = _colorize(gray, (0.45, 0.8, 0.3))
+    blossom = leaves > 0.8
+    rgb[blossom] = _colorize(0.6 + 0.3 * leaves, (0.9, 0.9, 0.5))[blossom]
+    return rgb
+
+
+def _bark(rng):
+    u, v = _grid()
+    ridges = periodic_value_noise(rng, TILE, 64)
+    fine = fractal_noise(rng, octaves=(16, 32, 64, 128, 256), persistence=0.8)
+    gray = 0.25 + 0.3 * fine + 0.25 * (ridges > 0.55)
+    return _colorize(gray, (0.65, 0.5, 0.38))
+
+
 _MAKERS = {ROAD: _road, PAVEMENT: _pavement, DIRT: _dirt, BRICK: _brick, PLASTER: _plaster, CONCRETE: _concrete,
-           GLASS_FACADE: _glass_facade, CRATE: _crate, CAR: _car, PILLAR: _pillar}
+           GLASS_FACADE: _glass_facade, CRATE: _crate, CAR: _car, PILLAR: _pillar, FOLIAGE: _foliage, BARK: _bark}
 
 
 def _mip_chain(tile: np.ndarray) -> list[np.ndarray]:
