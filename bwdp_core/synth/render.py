@@ -22,8 +22,8 @@ NEAR = 0.05  # metres: nearer hits are ignored
 CULL_DISTANCE = 250.0  # metres: objects farther from the camera are not tested
 SUN = np.array([0.45, -0.75, 0.5]) / np.linalg.norm([0.45, -0.75, 0.5])  # towards the sun (y is down)
 SKY, GROUND, BOX, CYLINDER = 0, 1, 2, 3
-OCCLUSION_TOLERANCE = 0.01
-LOD_BIAS = 0.5  # mip level bias: a little blur trades aliasing (frame-to-frame flicker) for texture detail  # relative depth margin of the z-buffer test
+OCCLUSION_TOLERANCE = 0.01  # relative depth margin of the z-buffer test
+LOD_BIAS = 0.5  # mip level bias: a little blur trades aliasing (frame-to-frame flicker) for texture detail
 
 _EDGES = np.array([(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1])  # 12 box edges
 
@@ -66,7 +66,7 @@ class SynthSequence:
         return len(self.images)
 
     def _reproject(self, i: int, j: int):
-        """Pixels of frame i moved into frame j with i's depth and the poses: (u, v, z in j, valid in i, in view of j)."""
+        """Frame i's pixels moved into frame j with i's depth and the poses: (u, v, z in j, valid in i, in view of j)."""
         depth = self.depths[i].astype(np.float64)
         height, width = depth.shape
         K = self.K
@@ -108,7 +108,8 @@ class SynthSequence:
         y0 = np.floor(v).astype(np.int64)
         x1 = np.minimum(x0 + 1, width - 1)
         y1 = np.minimum(y0 + 1, height - 1)
-        farthest = np.maximum(np.maximum(depth_j[y0, x0], depth_j[y0, x1]), np.maximum(depth_j[y1, x0], depth_j[y1, x1]))
+        farthest = np.maximum(np.maximum(depth_j[y0, x0], depth_j[y0, x1]),
+                              np.maximum(depth_j[y1, x0], depth_j[y1, x1]))
         return in_view & (farthest < z * (1.0 - OCCLUSION_TOLERANCE))
 
 
@@ -344,7 +345,8 @@ def _shade_box(scene: Scene, boxes: Boxes, index, px, py, pz, t, rays, pose, f_m
     u = np.where(face_x, lz, lx) + u_off + np.where(face_z, f32(3.7), f32(0))
     v = np.where(face_y, lz, height)
     tpm = f32(tx.TEXELS_PER_METRE)
-    colour = tx.sample(scene.atlas, boxes.material[index], u * tpm, v * tpm, _lod(t, _ray_cos(nx, ny, nz, rays), f_mean))
+    lod = _lod(t, _ray_cos(nx, ny, nz, rays), f_mean)
+    colour = tx.sample(scene.atlas, boxes.material[index], u * tpm, v * tpm, lod)
     return colour * boxes.tint[index].astype(f32) * _lambert(nx, ny, nz)[:, None]
 
 

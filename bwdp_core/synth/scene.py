@@ -94,7 +94,8 @@ class RoadPath:
                 heading = np.arctan2(sign * vz, -sign * vx)  # direction of travel where the normal passes
                 turned = (heading - np.float32(h0) + np.float32(np.pi)) % np.float32(2 * np.pi) - np.float32(np.pi)
                 along = turned / np.float32(k)
-            inside = (along >= -0.01) & (along <= length + 0.01) & (np.abs(d) < np.abs(best_d)) & (np.abs(d) <= max_abs_d)
+            ad = np.abs(d)
+            inside = (along >= -0.01) & (along <= length + 0.01) & (ad < np.abs(best_d)) & (ad <= max_abs_d)
             best_d = np.where(inside, d, best_d)
             best_s = np.where(inside, along + np.float32(self.s0[i]), best_s)
         found = np.isfinite(best_d)
@@ -173,7 +174,7 @@ class Boxes:
 
 @dataclass
 class Cylinders:
-    """Vertical pillars: axis (x, z) [n, 2], radius [n], top y [n] (they stand on the ground), material, tint, u_offset."""
+    """Vertical pillars standing on the ground: axis (x, z) [n, 2], radius [n], top y [n], material, tint, u_offset."""
 
     axis: np.ndarray
     radius: np.ndarray
@@ -253,7 +254,8 @@ def _footprint(x, z, heading, half_across, half_along):
         for b in (-1, 0, 1):
             if a == 0 and b == 0:
                 continue
-            pts.append((x + a * half_across * nx + b * half_along * tx_, z + a * half_across * nz + b * half_along * tz_))
+            pts.append((x + a * half_across * nx + b * half_along * tx_,
+                        z + a * half_across * nz + b * half_along * tz_))
     return np.array(pts)
 
 

@@ -42,7 +42,8 @@ def write_header(root, K: np.ndarray, poses: np.ndarray, sequence: str = "00") -
     calib = "".join(f"P{i}: {p_line}\n" for i in range(4)) + f"Tr: {tr_line}\n"
     _write_text(seq_dir / "calib.txt", calib)
     _write_text(seq_dir / "times.txt", "".join(f"{i * FRAME_PERIOD_S:.6e}\n" for i in range(len(poses))))
-    _write_text(poses_file, "".join(" ".join(f"{x + 0.0:.12e}" for x in np.asarray(T)[:3].ravel()) + "\n" for T in poses))
+    pose_lines = (" ".join(f"{x + 0.0:.12e}" for x in np.asarray(T)[:3].ravel()) + "\n" for T in poses)
+    _write_text(poses_file, "".join(pose_lines))
     return seq_dir
 
 
