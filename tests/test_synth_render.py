@@ -185,6 +185,10 @@ def test_cli_writes_layout(tmp_path):
         "000000.png", "000001.png", "000002.png"]
     assert len(list((tmp_path / "sequences" / "00" / "depth").glob("*.npy"))) == 3
     assert read_poses(tmp_path / "poses" / "00.txt").shape == (3, 4, 4)
+    # a shorter run into the same folder leaves no stale frames behind
+    assert _cli("--out", str(tmp_path), "--frames", "2", "--height", "24", "--width", "64").returncode == 0
+    assert len(list((tmp_path / "sequences" / "00" / "image_2").glob("*.png"))) == 2
+    assert len(list((tmp_path / "sequences" / "00" / "depth").glob("*.npy"))) == 2
 
 
 @pytest.mark.parametrize("bad", [("--frames", "1"), ("--height", "0"), ("--width", "-3"), ("--seed", "-1")])

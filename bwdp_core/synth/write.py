@@ -35,6 +35,7 @@ def write_header(root, K: np.ndarray, poses: np.ndarray, sequence: str = "00") -
         poses_file.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise DataError(f"synth: cannot create the output folder {seq_dir}: {err}") from err
+    _remove_stale_frames(seq_dir, len(poses))
     P = np.zeros((3, 4))
     P[:, :3] = K
     p_line = " ".join(f"{x + 0.0:.12e}" for x in P.ravel())
@@ -84,6 +85,17 @@ def read_poses(path) -> np.ndarray:
     poses = np.tile(np.eye(4), (len(rows), 1, 1))
     poses[:, :3, :] = rows.reshape(-1, 3, 4)
     return poses
+
+
+def _remove_stale_frames(seq_dir: Path, frames: int) -> None:
+    """Delete frames numbered >= frames left by an earlier, longer run (they would not match the poses file)."""
+    for folder, suffix in (("image_2", ".png"), ("depth", ".npy")):
+        for path in (seq_dir / folder).glob(f"[0-9][0-9][0-9][0-9][0-9][0-9]{suffix}"):
+            if int(path.stem) >= frames:
+                try:
+                    path.unlink()
+                except OSError as err:
+                    raise DataError(f"synth: cannot remove stale frame {path}: {err}") from err
 
 
 def _write_text(path: Path, text: str) -> None:
