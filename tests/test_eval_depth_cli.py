@@ -13,6 +13,8 @@ from bwdp_core.eval.depth_metrics import METRIC_NAMES
 from bwdp_core.eval.eval_depth import DepthSample, evaluate_checkpoint, read_split_file
 from bwdp_core.nets.disp_net import DispNet
 from bwdp_core.nets.pose_net import PoseNet
+from bwdp_core.synth.render import render_sequence
+from bwdp_core.synth.write import write_kitti_odometry
 
 H, W = 32, 96
 DRIVE = "2011_01_01/2011_01_01_drive_0001_sync"
@@ -89,15 +91,7 @@ def test_eigen_protocol_with_benchmark_pngs_and_missing_frames(tmp_path, data, c
 
 
 def test_synth_layout_and_image_folder(tmp_path, data, capsys):
-    seq = tmp_path / "synth" / "sequences" / "00"
-    (seq / "image_2").mkdir(parents=True)
-    (seq / "depth").mkdir()
-    rng = np.random.default_rng(1)
-    for i in range(3):
-        cv2.imwrite(str(seq / "image_2" / f"{i:06d}.png"), rng.integers(0, 255, (40, 120, 3), dtype=np.uint8))
-        depth = rng.uniform(2, 50, (40, 120)).astype(np.float32)
-        depth[:5] = 0  # sky
-        np.save(seq / "depth" / f"{i:06d}.npy", depth)
+    seq = write_kitti_odometry(render_sequence(3, 40, 120, seed=1), tmp_path / "synth", sequence="00")
     code, out, err = cli(capsys, "eval-depth", "--checkpoint", data["ckpt"], "--data", tmp_path / "synth",
                          "--out", tmp_path / "a")
     assert code == 0, err

@@ -91,6 +91,12 @@ def test_collinear_trajectory_falls_back_to_origin_and_scale():
     assert "degenerate" in result["alignment"]["method"]
     assert result["alignment"]["scale"] == pytest.approx(0.5)
     assert result["ate_m"]["rmse"] == pytest.approx(0.0, abs=1e-9)
+    backward = gt.copy()
+    backward[:, :3, 3] *= -3.0  # drives the other way: no positive scale fits, the path-length ratio is used
+    result = evaluate_odometry(backward, gt, align="sim3")
+    assert "path-length ratio" in result["alignment"]["method"]
+    assert result["alignment"]["scale"] == pytest.approx(1 / 3)
+    assert result["kitti"]["t_err_percent"] == pytest.approx(200.0, rel=0.02)
 
 
 def test_short_trajectory_scales_segment_lengths():

@@ -14,6 +14,8 @@ from bwdp_core.eval.vo import chain_relative_poses
 from bwdp_core.geometry import pose_vec_to_mat
 from bwdp_core.nets.disp_net import DispNet
 from bwdp_core.nets.pose_net import PoseNet
+from bwdp_core.synth.render import render_sequence
+from bwdp_core.synth.write import write_kitti_odometry
 
 H, W = 32, 96
 
@@ -37,34 +39,9 @@ def random_checkpoint(path, seed=0):
 
 
 def synthetic_kitti_sequence(root, frames=12):
-    """Sequence in the KITTI odometry layout from `bwdp synth` (its writer when present, else a stand-in)."""
-    try:
-        from bwdp_core.synth.render import render_sequence
-        from bwdp_core.synth.write import write_kitti_odometry
-    except ImportError:
-        render_sequence = None
-    if render_sequence is not None:
-        seq = render_sequence(frames, H, W, seed=0)
-        write_kitti_odometry(seq, root, sequence="00")
-        return root / "sequences" / "00"
-    import cv2  # stand-in until bwdp_core.synth.write lands: noise images, forward motion with a gentle turn
-    rng = np.random.default_rng(0)
-    seq_dir = root / "sequences" / "00"
-    (seq_dir / "image_2").mkdir(parents=True)
-    (seq_dir / "depth").mkdir()
-    (root / "poses").mkdir()
-    poses = np.tile(np.eye(4), (frames, 1, 1))
-    for i in range(frames):
-        yaw = 0.05 * i
-        poses[i, :3, :3] = [[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]]
-        poses[i, :3, 3] = [np.sin(yaw) * i, 0.0, np.cos(yaw) * i]
-        cv2.imwrite(str(seq_dir / "image_2" / f"{i:06d}.png"), rng.integers(0, 255, (H, W, 3), dtype=np.uint8))
-        np.save(seq_dir / "depth" / f"{i:06d}.npy", rng.uniform(2, 50, (H, W)).astype(np.float32))
-    f = 0.58 * W
-    p2 = f"{f} 0 {W / 2} 0 0 {f} {H / 2} 0 0 0 1 0"
-    (seq_dir / "calib.txt").write_text(f"P0: {p2}\nP1: {p2}\nP2: {p2}\nP3: {p2}\n")
-    np.savetxt(root / "poses" / "00.txt", poses[:, :3, :].reshape(frames, 12))
-    return seq_dir
+    """A `bwdp synth` street sequence in the KITTI odometry layout (images, calib.txt, poses/00.txt, depth)."""
+    seq = render_sequence(frames, H, W, seed=0)
+    return write_kitti_odometry(seq, root, sequence="00")
 
 
 def run_cli(*args):

@@ -41,7 +41,8 @@ def main(args: argparse.Namespace) -> int:
         if k["t_err_percent"] is not None:
             title += f", t_err {k['t_err_percent']:.2f} %"
         plot = plot_trajectories_top_view(gt_poses, pred_poses, out / "trajectory.png", title=title,
-                                          pred_label=f"prediction ({args.align} aligned)")
+                                          pred_label="prediction" + ("" if args.align == "none"
+                                                                          else f" ({args.align} aligned)"))
         result["plot"] = str(plot)
         (out / "metrics.json").write_text(json.dumps(result, indent=2))
         print(f"wrote {out / 'metrics.json'} and {plot}")

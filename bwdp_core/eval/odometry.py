@@ -133,9 +133,10 @@ def associate(pred: Trajectory, gt: Trajectory, max_time_diff: float = 0.01):
 def align_path(pred_path, gt_path, mode: str = "sim3") -> dict:
     """Align ``pred_path`` (an evo path, modified in place) to ``gt_path`` with evo's Umeyama alignment.
 
-    A collinear (straight-line) trajectory makes Umeyama's covariance degenerate; then the first poses are made to
-    coincide (evo ``align_origin``) and, for sim3/scale, the scale is the least-squares ratio of positions relative to
-    the first pose. Returns {"mode", "scale", "method"}.
+    A collinear (straight-line) trajectory makes Umeyama's covariance degenerate; then (sim3/se3) the first poses are
+    made to coincide (evo ``align_origin``) and (sim3/scale) the prediction is scaled about its first position by the
+    least-squares factor of positions relative to the first pose (the GT/prediction path-length ratio when that factor
+    is not positive). Returns {"mode", "scale", "method"}.
     """
     from evo.core.geometry import GeometryException
 
@@ -148,17 +149,28 @@ def align_path(pred_path, gt_path, mode: str = "sim3") -> dict:
         return {"mode": mode, "scale": float(scale), "method": "umeyama (evo)"}
     except GeometryException:
         pass
-    scale = 1.0
+    scale, how = 1.0, "origin alignment"
+    if mode in ("sim3", "se3"):
+        pred_path.align_origin(gt_path)
     if mode in ("sim3", "scale"):
         p = pred_path.positions_xyz - pred_path.positions_xyz[0]
         g = gt_path.positions_xyz - gt_path.positions_xyz[0]
         denom = float(np.sum(p * p))
-        scale = float(np.sum(p * g) / denom) if denom > 0 else 1.0
-        pred_path.scale(scale)
-    if mode in ("sim3", "se3"):
-        pred_path.align_origin(gt_path)
-    return {"mode": mode, "scale": scale,
-            "method": "degenerate (collinear) trajectory: origin alignment + least-squares scale"}
+        scale = float(np.sum(p * g) / denom) if denom > 0 else 0.0
+        how += " + least-squares scale" if mode == "sim3" else "least-squares scale"
+        if scale <= 0:  # prediction moves against the GT: a similarity cannot flip it, use the path-length ratio
+            pred_len, gt_len = pred_path.path_length, gt_path.path_length
+            scale = gt_len / pred_len if pred_len > 0 else 1.0
+            how = how.replace("least-squares scale", "path-length ratio scale")
+        origin = pred_path.positions_xyz[0].copy()
+        pred_path.scale(scale)  # scales about the world origin; keep the first pose where it was
+        shift = np.eye(4)
+        shift[:3, 3] = origin - pred_path.positions_xyz[0]
+        pred_path.transform(shift)
+    if mode == "scale":
+        how = how.replace("origin alignment", "").strip(" +")
+    return {"mode": mode, "scale": float(scale),
+            "method": f"degenerate (collinear) trajectory, Umeyama impossible: {how}"}
 
 
 def _stats(metric) -> dict:
