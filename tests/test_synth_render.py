@@ -98,6 +98,19 @@ def test_render_frame_from_chosen_pose_matches_sequence(seq):
     assert np.array_equal(image, seq.images[3]) and np.array_equal(depth, seq.depths[3])
 
 
+def test_supersampling_keeps_depth_exact_at_pixel_centres():
+    scene = make_scene(0, path_length=100.0)
+    pose, K = scene.camera_pose(45.0), kitti_intrinsics(H, W)
+    one, three = render_layers(scene, pose, K, H, W, supersample=1), render_layers(scene, pose, K, H, W, supersample=3)
+    same = np.isclose(one.depth, three.depth, rtol=1e-5)
+    assert same.mean() > 0.995  # (a ray grazing an edge may flip on the last bit)
+    assert ((one.depth == 0) == (three.depth == 0)).mean() > 0.995
+    diff = np.abs(one.image.astype(int) - three.image.astype(int))
+    assert 0 < diff.mean() < 20  # same scene, box-filtered
+    with pytest.raises(ConfigError):
+        render_layers(scene, pose, K, H, W, supersample=2)
+
+
 def test_warp_with_ground_truth_reproduces_frame(seq):
     for i in range(0, 6, 2):
         visible = ~seq.occlusion(i, i + 1)

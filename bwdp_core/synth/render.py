@@ -23,6 +23,9 @@ CULL_DISTANCE = 250.0  # metres: objects farther from the camera are not tested
 SUN = np.array([0.45, -0.75, 0.5]) / np.linalg.norm([0.45, -0.75, 0.5])  # towards the sun (y is down)
 SKY, GROUND, BOX, CYLINDER = 0, 1, 2, 3
 OCCLUSION_TOLERANCE = 0.01  # relative depth margin of the z-buffer test
+# images up to this size get 3 x 3 samples per pixel (measured: GT-warp error 3.1 -> 2.8 grey levels at 32x96 while
+# wrong-pose/scale errors rise; no gain at 64x192, so larger images keep one sample per pixel)
+SUPERSAMPLE_MAX_PIXELS = 48 * 160
 LOD_BIAS = 0.5  # mip level bias: a little blur trades aliasing (frame-to-frame flicker) for texture detail
 
 _EDGES = np.array([(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1])  # 12 box edges
@@ -66,7 +69,7 @@ class SynthSequence:
         return len(self.images)
 
     def _reproject(self, i: int, j: int):
-        """Frame i's pixels moved into frame j with i's depth and the poses: (u, v, z in j, valid in i, in view of j)."""
+        """Frame i's pixels moved into frame j with i's depth and the poses: (u, v, z in j, valid in i, in view)."""
         depth = self.depths[i].astype(np.float64)
         height, width = depth.shape
         K = self.K
@@ -162,19 +165,51 @@ def _visible(corners: np.ndarray, pose, K, height, width) -> tuple[np.ndarray, n
 
 
 def render_frame(scene: Scene, pose: np.ndarray, K: np.ndarray, height: int, width: int,
-                 frame_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                 frame_index: int = 0, supersample: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Render one view: (image uint8 [H,W,3] RGB, depth float32 [H,W], 0 = sky). ``pose``: camera-to-world 4x4
-    (optical axes); ``frame_index`` only places the moving object."""
-    out = render_layers(scene, pose, K, height, width, frame_index)
+    (optical axes); ``frame_index`` only places the moving object; ``supersample``: see render_layers."""
+    out = render_layers(scene, pose, K, height, width, frame_index, supersample)
     return out.image, out.depth
 
 
+def default_supersample(height: int, width: int) -> int:
+    """Samples per pixel side: 3 for tiny images (up to SUPERSAMPLE_MAX_PIXELS), where one sample per pixel aliases
+    edges and textures visibly; 1 above."""
+    return 3 if height * width <= SUPERSAMPLE_MAX_PIXELS else 1
+
+
 def render_layers(scene: Scene, pose: np.ndarray, K: np.ndarray, height: int, width: int,
-                  frame_index: int = 0) -> FrameRender:
-    """Render one view with its per-pixel layers (see FrameRender)."""
+                  frame_index: int = 0, supersample: int | None = None) -> FrameRender:
+    """Render one view with its per-pixel layers (see FrameRender).
+
+    supersample (odd, default: default_supersample): the image is the mean of s x s samples per pixel (a box-filtered,
+    anti-aliased image like a real sensor's); depth, kind and moving come from the sample at the pixel centre, so the
+    depth stays exact at pixel centres.
+    """
+    s = default_supersample(height, width) if supersample is None else int(supersample)
+    if s < 1 or s % 2 == 0:
+        raise ConfigError(f"supersample must be an odd integer >= 1, got {supersample!r}")
+    K = np.asarray(K, dtype=np.float64)
+    if s == 1:
+        image, depth, kind, moving = _render(scene, pose, K, height, width, frame_index)
+    else:
+        # fine grid: sample (s*x + s//2, s*y + s//2) is pixel (x, y)'s centre
+        K_fine = K.copy()
+        K_fine[:2, :2] *= s
+        K_fine[:2, 2] = K[:2, 2] * s + s // 2
+        image, depth, kind, moving = _render(scene, pose, K_fine, height * s, width * s, frame_index)
+        image = image.reshape(height, s, width, s, 3).mean(axis=(1, 3))
+        centre = (slice(s // 2, None, s), slice(s // 2, None, s))
+        depth, kind, moving = depth[centre], kind[centre], moving[centre]
+    image = np.clip(image * np.float32(255.0) + np.float32(0.5), 0, 255).astype(np.uint8)
+    return FrameRender(image=image, depth=np.ascontiguousarray(depth), kind=np.ascontiguousarray(kind),
+                       moving=np.ascontiguousarray(moving))
+
+
+def _render(scene: Scene, pose, K, height: int, width: int, frame_index: int):
+    """One ray per pixel: (image float32 [H,W,3] in [0,1], depth float32 [H,W], kind int8 [H,W], moving bool [H,W])."""
     f32 = np.float32
     pose = np.asarray(pose, dtype=np.float64)
-    K = np.asarray(K, dtype=np.float64)
     cxr, cyr = _camera_rays(height, width, float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]))
     R = pose[:3, :3].astype(f32)
     ox, oy, oz = (float(c) for c in pose[:3, 3])
@@ -217,10 +252,9 @@ def render_layers(scene: Scene, pose: np.ndarray, K: np.ndarray, height: int, wi
             colours[sel] = shade_fn(scene, boxes, i_hit[sel], px[sel], py[sel], pz[sel], t[sel],
                                     tuple(r[sel] for r in rays), pose, f_mean)
     image[hit] = colours
-    image = np.clip(image * f32(255.0) + f32(0.5), 0, 255).astype(np.uint8)
     depth = np.where(hit, t_best, f32(0.0)).astype(f32)
     moving_mask = (kind == BOX) & (index >= len(scene.boxes))
-    return FrameRender(image=image, depth=depth, kind=kind, moving=moving_mask)
+    return image, depth, kind, moving_mask
 
 
 def _intersect_box(boxes: Boxes, k, origin, dx, dy, dz, inv_dy, t_best, kind, index):
