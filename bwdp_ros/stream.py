@@ -300,6 +300,21 @@ class VoStreamClient:
         return self.wait_for(lambda: self.pub_image.get_subscription_count() > 0
                              and self.pub_info.get_subscription_count() > 0, timeout)
 
+    def prime(self, rgb: np.ndarray, K, next_stamp: Callable[[], int], timeout: float = 60.0,
+              frame_id: str = "camera_optical_frame", interval: float = 1.0) -> bool:
+        """Publish a frame every ``interval`` s until the node answers with odometry (True) or ``timeout`` passes.
+
+        Discovery is not symmetric: our publisher can see the node's subscription before the node accepts our
+        samples, so the very first frames may be lost; call this once before counting on delivery.
+        """
+        deadline = time.monotonic() + timeout
+        start = len(self.odom)
+        while time.monotonic() < deadline:
+            self.publish_frame(rgb, next_stamp(), K, frame_id)
+            if self.wait_for(lambda: len(self.odom) > start, min(interval, max(0.0, deadline - time.monotonic()))):
+                return True
+        return False
+
     def odom_for_stamp(self, stamp_ns: int):
         from bwdp_ros.conversions import stamp_to_ns
 
