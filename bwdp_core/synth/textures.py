@@ -9,6 +9,7 @@ the pixel footprint), which keeps distant textures from aliasing differently in 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -242,8 +243,12 @@ def _mip_chain(tile: np.ndarray) -> list[np.ndarray]:
     return levels
 
 
+@lru_cache(maxsize=2)
 def make_atlas(seed: int) -> TextureAtlas:
-    """Build every material's tile and mip chain; deterministic per seed (one RNG stream per material)."""
+    """Build every material's tile and mip chain; deterministic per seed (one RNG stream per material).
+
+    Cached (a scene per seed is typically rendered many times in one process); the arrays are read-only.
+    """
     chunks, base, offset = [], np.zeros((NUM_MATERIALS, LEVELS), dtype=np.int64), 0
     for material in range(NUM_MATERIALS):
         rng = np.random.default_rng([seed, 1000 + material])
@@ -253,7 +258,10 @@ def make_atlas(seed: int) -> TextureAtlas:
             flat = image.reshape(-1, 3)
             chunks.append(flat)
             offset += flat.shape[0]
-    return TextureAtlas(texels=np.concatenate(chunks).astype(np.float32), base=base)
+    texels = np.concatenate(chunks).astype(np.float32)
+    texels.setflags(write=False)
+    base.setflags(write=False)
+    return TextureAtlas(texels=texels, base=base)
 
 
 def _bilinear(atlas: TextureAtlas, material, u, v, level) -> np.ndarray:
