@@ -64,9 +64,9 @@ def merge_into(base: dict, update: dict, prefix: tuple[str, ...] = (), origin: s
         path = prefix + (str(key),)
         dotted = ".".join(path)
         if path in FREE_FORM:
-            if value is not None and not isinstance(value, dict):
+            if value is not None and not isinstance(value, (dict, list)):
                 raise ConfigError(f"{origin}: {dotted} must be a mapping, got {value!r}")
-            if replace_free_form or not isinstance(base.get(key), dict) or value is None:
+            if replace_free_form or not isinstance(base.get(key), dict) or not isinstance(value, dict):
                 base[key] = copy.deepcopy(value)
             else:
                 base[key].update(copy.deepcopy(value))
@@ -111,7 +111,9 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
     if path is not None:
         merge_into(cfg, read_yaml(path), origin=str(path))
     for item in overrides:
-        merge_into(cfg, parse_override(item), origin=f"--set {item}", replace_free_form=False)
+        # `--set data.source={type: images, ...}` replaces the whole source, `--set data.source.path=...` edits it
+        whole = tuple(k.strip() for k in item.split("=", 1)[0].split(".")) in FREE_FORM
+        merge_into(cfg, parse_override(item), origin=f"--set {item}", replace_free_form=whole)
     if out is not None:
         cfg["out"] = str(out)
     validate_config(cfg)
@@ -151,10 +153,14 @@ def validate_config(cfg: dict) -> None:
     _require(cfg, "data.stride", int, pos, "at least 1")
     _require(cfg, "data.augment", bool, hint="true or false")
     _require(cfg, "data.val_fraction", (int, float), lambda v: 0 <= v < 1, "in [0, 1)")
-    if not isinstance(cfg["data"]["source"], dict) or not cfg["data"]["source"].get("type"):
-        raise ConfigError("config key data.source must be a mapping with a 'type' (see config/train.yaml)")
     for name in ("source", "val_source"):
         src = cfg["data"][name]
+        if src is None and name == "val_source":
+            continue
+        if not (isinstance(src, dict) and (src.get("type") or src.get("sources"))) \
+                and not (isinstance(src, list) and src):
+            raise ConfigError(f"config key data.{name} must be a source mapping with a 'type' (or a list of them), "
+                              f"got {src!r} (see config/train.yaml)")
         if isinstance(src, dict) and "path" in src and src["path"] in (None, ""):
             raise ConfigError(f"config key data.{name}.path is not set (the folder, video or bag to train on)")
     _require(cfg, "train.batch", int, pos, "at least 1")

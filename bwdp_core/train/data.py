@@ -45,13 +45,19 @@ class TrainData:
     has_depth_gt: bool
 
 
-def load_sources(source_cfg: dict) -> list:
-    """FrameSources of a data config; build_sources validates every file before training starts (DataError naming it)."""
+def load_sources(source_cfg, data_cfg: dict) -> list:
+    """FrameSources of a data config; build_sources validates every file before training starts (DataError naming it),
+    including that each sequence holds one snippet of ``data.snippet_length`` frames at ``data.stride``."""
     from bwdp_core.data.build import build_sources
 
+    snippet = {"snippet_length": data_cfg["snippet_length"], "stride": data_cfg["stride"]}
+    if isinstance(source_cfg, list):
+        source_cfg = {"sources": source_cfg, **snippet}
+    else:
+        source_cfg = {**source_cfg, **snippet}
     sources = build_sources(source_cfg)
     if not sources:
-        raise DataError(f"data source {source_cfg.get('path', source_cfg)} holds no sequences")
+        raise DataError(f"data source {source_cfg.get('path') or source_cfg} holds no sequences")
     return sources
 
 
@@ -77,11 +83,11 @@ def _set_dataset_epoch(dataset, epoch: int) -> None:
 def build_train_data(cfg: dict, ctx: DistContext) -> TrainData:
     """Datasets (train + validation) and the training sampler; every data error surfaces here, before step 1."""
     data_cfg, seed, batch = cfg["data"], cfg["train"]["seed"], cfg["train"]["batch"]
-    sources = load_sources(data_cfg["source"])
+    sources = load_sources(data_cfg["source"], data_cfg)
     full = snippet_dataset(sources, data_cfg, data_cfg["augment"], seed)
     val_set = None
     if data_cfg["val_source"]:
-        val_set = snippet_dataset(load_sources(data_cfg["val_source"]), data_cfg, False, seed)
+        val_set = snippet_dataset(load_sources(data_cfg["val_source"], data_cfg), data_cfg, False, seed)
         train_set = full
         has_gt = _has_depth_gt(val_set)
     elif data_cfg["val_fraction"] > 0:
