@@ -17,6 +17,7 @@ the node keeps going. No geometry here: this file converts messages and handles 
 """
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
@@ -53,6 +54,11 @@ try:
     from tf2_msgs.msg import TFMessage
 except ImportError:  # pragma: no cover - only where tf2_msgs was not generated (see scripts/build_tf2_msgs.sh)
     TFMessage = None
+
+
+def _kind_of(reason: str) -> str:
+    """Throttling key of a rejection reason: its wording without the numbers (one log line per kind of problem)."""
+    return re.sub(r"[0-9.]+", "#", reason)[:60]
 
 
 class StartupError(Exception):
@@ -170,7 +176,7 @@ class VoNode(Node):
             conv.camera_info_intrinsics(msg)
         except DataError as err:
             self._camera_info_error = str(err)
-            self.reject("camera_info", f"camera_info rejected: {err}")
+            self.reject("camera_info " + _kind_of(str(err)), f"camera_info rejected: {err}")
             return
         self._camera_info, self._camera_info_error = msg, None
 
@@ -193,7 +199,7 @@ class VoNode(Node):
             try:
                 self._process(msg)
             except DataError as err:
-                self.reject(getattr(err, "category", "image"), f"frame skipped: {err}")
+                self.reject(getattr(err, "category", None) or _kind_of(str(err)), f"frame skipped: {err}")
             except Exception as err:  # never let one frame kill the node
                 self.reject("internal", f"frame skipped after an unexpected {type(err).__name__}: {err}")
 
