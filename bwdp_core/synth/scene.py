@@ -24,7 +24,7 @@ STEP_M = 1.0  # metres per frame along the road
 MAX_HEADING = np.deg2rad(45.0)  # heading stays within +-45 deg of the start: the road never folds back on itself
 
 # streams of random numbers (so extending the scene never changes its beginning)
-_PATH, _LEFT, _RIGHT, _PILLARS, _CRATES, _CARS, _MOVING, _TREES = range(1, 9)
+_PATH, _LEFT, _RIGHT, _PILLARS, _CRATES, _CARS, _MOVING, _TREES, _START = range(1, 10)
 
 
 def _right_normal(heading):
@@ -352,6 +352,19 @@ def make_scene(seed: int = 0, path_length: float = 300.0, moving_object: bool = 
         x, z, _ = path.offset_point(s, side * rng.uniform(4.1, 4.6))
         if s < total:
             pillars.append(((float(x), float(z)), radius, GROUND_Y - height, tx.PILLAR, tint, u_off))
+    # every street starts with two posts and a kiosk close to the camera's lane, so that even a 3-frame sequence
+    # from the start has occlusions with large parallax
+    rng = np.random.default_rng([seed, _START])
+    for s_ahead, d in ((rng.uniform(7.0, 10.0), 4.2), (rng.uniform(15.0, 19.0), -4.3)):
+        x, z, _ = path.offset_point(START_S + s_ahead, d)
+        pillars.append(((float(x), float(z)), rng.uniform(0.3, 0.4), GROUND_Y - rng.uniform(3.5, 6.0), tx.PILLAR,
+                        rng.uniform(0.6, 1.2, size=3), rng.uniform(0.0, 8.0)))
+    size = rng.uniform(1.1, 1.6, size=3)
+    size[1] = rng.uniform(1.6, 2.3)
+    x, z, heading = path.offset_point(START_S + rng.uniform(11.0, 14.0), -5.2)
+    rows.append(((float(x), GROUND_Y - size[1] / 2, float(z)), float(heading), tuple(size / 2), tx.CRATE,
+                 tuple(rng.uniform(0.6, 1.2, size=3)), rng.uniform(0.0, 8.0)))
+
     if pillars:
         axis, radius, top, material, tint, u_off = zip(*pillars)
         cylinders = Cylinders(np.array(axis), np.array(radius), np.array(top), np.array(material, dtype=np.int64),
