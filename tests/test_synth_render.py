@@ -134,6 +134,13 @@ def test_occlusion_nonempty_with_occluders_and_empty_when_static(seq):
     assert not static.occlusion(0, 1).any() and not static.out_of_view(0, 2).any()
 
 
+@pytest.mark.parametrize("seed", [0, 5])
+def test_short_sequences_from_the_start_have_occlusions(seed):
+    seq = render_sequence(3, H, W, seed=seed)
+    for i, j in ((0, 1), (1, 2), (1, 0)):
+        assert seq.occlusion(i, j).sum() >= 0.004 * H * W
+
+
 def test_occluded_pixels_are_behind_something():
     """An occluded pixel's point lies behind j's surface: j sees it nearer than the point's depth."""
     seq = render_sequence(4, 64, 192, seed=3)
