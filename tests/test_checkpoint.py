@@ -17,6 +17,14 @@ from bwdp_core.checkpoint import (
 from bwdp_core.errors import CheckpointError
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the dev machine is shared: one thread is faster than two contended ones
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def trained_pair():
     """A DispNet/PoseNet pair whose weights and BN statistics differ from a fresh init."""

@@ -7,8 +7,12 @@ from bwdp_core.nets import DispNet, PoseNet, ResNetEncoder, disp_to_depth
 
 
 @pytest.fixture(autouse=True)
-def _seed():
+def _seed_and_one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the dev machine is shared: one thread is faster than two contended ones
     torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _num_params(module):

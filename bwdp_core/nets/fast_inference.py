@@ -10,6 +10,8 @@ Backends (numbers from ``bench/infer.py`` on the 2-core dev CPU, see its JSON):
 - ``torchscript``: ``torch.jit.trace`` at (height, width) then ``torch.jit.optimize_for_inference`` (freeze, conv+BN
   folding, oneDNN layout on CPU). Only the full-resolution disparity is computed (unused heads are pruned).
 - ``onnxruntime``: legacy ``torch.onnx.export(..., dynamo=False)`` run by ONNX Runtime's CPU provider.
+- ``bf16``: ``channels_last`` under ``torch.autocast(dtype=bfloat16)`` (AMX / tensor cores); about 3 significant
+  digits in depth and pose, so opt-in only.
 - ``auto``: ``torchscript`` on CPU, ``channels_last`` on CUDA.
 The given networks are deep-copied: the caller's modules are not modified.
 """
@@ -25,7 +27,7 @@ from torch import nn
 
 from bwdp_core.errors import ConfigError
 
-BACKENDS = ("auto", "eager", "channels_last", "torchscript", "onnxruntime")
+BACKENDS = ("auto", "eager", "channels_last", "torchscript", "onnxruntime", "bf16")
 
 
 class _DepthFromDisp(nn.Module):
@@ -94,8 +96,7 @@ def optimize_for_inference(
     if height % 32 or width % 32 or height <= 0 or width <= 0:
         raise ConfigError(f"inference size {height}x{width} must be positive multiples of 32")
     device = torch.device(device) if device is not None else next(disp_net.parameters()).device
-    if backend == "auto":
-        backend = "torchscript" if device.type == "cpu" else "channels_last"
+    backend = resolve_backend(backend, device)
     if backend == "onnxruntime" and device.type != "cpu":
         raise ConfigError("inference backend 'onnxruntime' runs on the CPU only (use torchscript or channels_last)")
     disp_net = copy.deepcopy(getattr(disp_net, "module", disp_net)).to(device).eval()
@@ -107,12 +108,20 @@ def optimize_for_inference(
         "channels_last": _build_channels_last,
         "torchscript": _build_torchscript,
         "onnxruntime": _build_onnxruntime,
+        "bf16": _build_bf16,
     }
     depth_fn, pose_fn = builders[backend](depth_model, pose_net, example, num_threads)
     runner = InferenceRunner(backend, height, width, device, depth_fn, pose_fn)
     runner.depth(example)  # warm-up: first calls pay for oneDNN primitive creation / JIT profiling
     runner.pose(example, example)
     return runner
+
+
+def resolve_backend(backend: str, device: str | torch.device) -> str:
+    """The concrete backend ``auto`` stands for on ``device`` (other names are returned unchanged)."""
+    if backend != "auto":
+        return backend
+    return "torchscript" if torch.device(device).type == "cpu" else "channels_last"
 
 
 def _build_eager(depth_model, pose_net, example, num_threads):
@@ -134,10 +143,25 @@ def _build_channels_last(depth_model, pose_net, example, num_threads):
     return depth_fn, pose_fn
 
 
+def _build_bf16(depth_model, pose_net, example, num_threads):
+    depth_cl, pose_cl = _build_channels_last(depth_model, pose_net, example, num_threads)
+    device_type = example.device.type
+
+    def depth_fn(img):
+        with torch.autocast(device_type, dtype=torch.bfloat16):
+            return depth_cl(img).float()
+
+    def pose_fn(tgt, ref):
+        with torch.autocast(device_type, dtype=torch.bfloat16):
+            return pose_cl(tgt, ref).float()
+
+    return depth_fn, pose_fn
+
+
 def _build_torchscript(depth_model, pose_net, example, num_threads):
     with torch.no_grad():
-        depth_ts = torch.jit.optimize_for_inference(torch.jit.trace(depth_model, (example,)))
-        pose_ts = torch.jit.optimize_for_inference(torch.jit.trace(pose_net, (example, example)))
+        depth_ts = torch.jit.optimize_for_inference(torch.jit.trace(depth_model, (example,), check_trace=False))
+        pose_ts = torch.jit.optimize_for_inference(torch.jit.trace(pose_net, (example, example), check_trace=False))
     return depth_ts, pose_ts
 
 
