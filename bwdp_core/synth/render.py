@@ -121,7 +121,11 @@ def _camera_rays(height: int, width: int, fx: float, fy: float, cx: float, cy: f
     """Camera-frame ray directions with z = 1 (so ray parameter = optical depth): x [H,W], y [H,W] float32."""
     xs = ((np.arange(width, dtype=np.float64) - cx) / fx).astype(np.float32)
     ys = ((np.arange(height, dtype=np.float64) - cy) / fy).astype(np.float32)
-    return np.broadcast_to(xs[None, :], (height, width)).copy(), np.broadcast_to(ys[:, None], (height, width)).copy()
+    rays_x = np.broadcast_to(xs[None, :], (height, width)).copy()
+    rays_y = np.broadcast_to(ys[:, None], (height, width)).copy()
+    rays_x.setflags(write=False)  # cached and shared between calls
+    rays_y.setflags(write=False)
+    return rays_x, rays_y
 
 
 def _screen_rects(corners: np.ndarray, pose: np.ndarray, K: np.ndarray, height: int, width: int) -> np.ndarray:
