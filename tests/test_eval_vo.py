@@ -131,3 +131,16 @@ def test_vo_bad_inputs_exit_2_with_one_line(tmp_path, data, capsys):
         assert code == 2, (args, err)
         assert message in err
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_batched_pairs_give_the_same_trajectory(data):
+    from bwdp_core.checkpoint import load_models
+    from bwdp_core.data.kitti_odometry import KittiOdometrySource
+    from bwdp_core.eval.vo import run_vo
+
+    _, pose_net, meta = load_models(data["random"])
+    source = KittiOdometrySource(data["kitti"], "00")
+    one = run_vo(pose_net, source, meta["height"], meta["width"], batch_size=1, progress=False)
+    four = run_vo(pose_net, source, meta["height"], meta["width"], batch_size=4, progress=False)
+    assert one.shape == (10, 4, 4)
+    np.testing.assert_allclose(one, four, atol=1e-5)

@@ -31,8 +31,12 @@ def chain_relative_poses(relative: list[np.ndarray] | np.ndarray) -> np.ndarray:
     return np.stack(poses)
 
 
-def run_vo(pose_net, source, height: int, width: int, device="cpu", progress: bool = True) -> np.ndarray:
-    """Chained camera-to-world trajectory [N, 4, 4] of a FrameSource (``len``, ``load_image(i)``)."""
+def run_vo(pose_net, source, height: int, width: int, device="cpu", progress: bool = True,
+           batch_size: int = 8) -> np.ndarray:
+    """Chained camera-to-world trajectory [N, 4, 4] of a FrameSource (``len``, ``load_image(i)``).
+
+    Consecutive pairs are run ``batch_size`` at a time (eval-mode networks: the result does not depend on batching).
+    """
     import torch
     from tqdm import tqdm
 
@@ -42,14 +46,28 @@ def run_vo(pose_net, source, height: int, width: int, device="cpu", progress: bo
     n = len(source)
     if n < 2:
         raise DataError(f"{getattr(source, 'name', 'sequence')} has {n} frame(s); visual odometry needs at least 2")
-    relative = []
+    relative: list[np.ndarray] = []
+    current: list = []
+    previous: list = []
+
+    def flush():
+        # tgt = current frames, ref = previous frames -> T_(i-1)<-i for each pair
+        vec = pose_net(torch.cat(current), torch.cat(previous))
+        relative.extend(pose_vec_to_mat(vec.float()).double().cpu().numpy())
+        current.clear()
+        previous.clear()
+
     with torch.inference_mode():
         prev = image_to_tensor(source.load_image(0), height, width, device)
         for i in tqdm(range(1, n), desc="vo", unit="frame", disable=None if progress else True):
             cur = image_to_tensor(source.load_image(i), height, width, device)
-            vec = pose_net(cur, prev)  # tgt = current frame, ref = previous frame -> T_(i-1)<-i
-            relative.append(pose_vec_to_mat(vec.float())[0].double().cpu().numpy())
+            current.append(cur)
+            previous.append(prev)
             prev = cur
+            if len(current) >= max(1, batch_size):
+                flush()
+        if current:
+            flush()
     return chain_relative_poses(relative)
 
 
@@ -82,6 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, default=10.0,
                         help="frame rate for TUM timestamps when the source has none (default 10, KITTI's)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--batch-size", type=int, default=8, help="frame pairs per PoseNet call (default 8)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -101,7 +120,8 @@ def main(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     _, pose_net, meta = load_models(args.checkpoint, device)
     start = time.perf_counter()
-    poses = run_vo(pose_net, source, int(meta["height"]), int(meta["width"]), device)
+    poses = run_vo(pose_net, source, int(meta["height"]), int(meta["width"]), device,
+                   batch_size=args.batch_size)
     elapsed = time.perf_counter() - start
     timestamps = source.timestamps if source.timestamps is not None else np.arange(len(poses)) / args.fps
     out = write_trajectory(args.out, poses, args.format, timestamps if args.format == "tum" else None)
