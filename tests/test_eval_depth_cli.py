@@ -65,7 +65,7 @@ def test_eigen_protocol_with_velodyne_gt(tmp_path, data, capsys):
     assert code == 0, err
     assert "AbsRel" in out and "RMSE log" in out
     report = json.loads((tmp_path / "metrics.json").read_text())
-    assert report["protocol"] == "kitti_eigen_velodyne_velodyne"
+    assert report["protocol"] == "kitti_eigen_velodyne"
     assert report["crop"] == "garg" and report["median_scaling"] is True
     assert report["num_images"] == 2 and set(report["metrics"]) == set(METRIC_NAMES)
     assert all(np.isfinite(v) for v in report["metrics"].values())

@@ -225,7 +225,8 @@ def main(args: argparse.Namespace) -> int:
             raise DataError("--split-file needs --raw-root (the KITTI raw folder with the images)")
         samples, missing = eigen_samples(args.split_file, args.raw_root, args.gt_png_root, args.velo_depth,
                                          args.skip_missing)
-        protocol = "kitti_eigen_" + ("depth_benchmark_png" if args.gt_png_root else f"velodyne_{args.velo_depth}")
+        protocol = ("kitti_eigen_depth_benchmark_png" if args.gt_png_root else
+                    "kitti_eigen_velodyne" + ("_camera_z" if args.velo_depth == "camera" else ""))
     elif args.images:
         if not args.depth:
             raise DataError("--images needs --depth (the folder of GT depth files)")
