@@ -104,7 +104,9 @@ class DepthPoseEstimator:
             shrinking = image_rgb.shape[0] > self.height or image_rgb.shape[1] > self.width
             image_rgb = cv2.resize(image_rgb, (self.width, self.height),
                                    interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-        x = torch.from_numpy(np.ascontiguousarray(image_rgb)).to(self.device)
+        if not image_rgb.flags.writeable or not image_rgb.flags.c_contiguous:
+            image_rgb = np.array(image_rgb, order="C")  # torch wants a writable, contiguous buffer
+        x = torch.from_numpy(image_rgb).to(self.device)
         return x.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
     @torch.inference_mode()
