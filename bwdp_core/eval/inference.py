@@ -25,11 +25,11 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def image_to_tensor(image: np.ndarray, height: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """uint8 [H, W, 3] RGB -> float [1, 3, height, width] in [0, 1] (area-resized when shrinking, else bilinear)."""
-    h, w = image.shape[:2]
-    if (h, w) != (height, width):
-        interp = cv2.INTER_AREA if (height < h and width < w) else cv2.INTER_LINEAR
-        image = cv2.resize(image, (width, height), interpolation=interp)
+    """uint8 [H, W, 3] RGB -> float [1, 3, height, width] in [0, 1], resized exactly as the training data is
+    (``bwdp_core.data.augment.resize_image``: area averaging when shrinking, bilinear when enlarging)."""
+    from bwdp_core.data.augment import resize_image
+
+    image = resize_image(image, (height, width))
     tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
     return tensor.unsqueeze(0).to(device)
 
