@@ -9,7 +9,7 @@ import pytest
 from bwdp_core.errors import DataError
 from bwdp_core.eval.odometry import (evaluate_odometry, kitti_odometry_errors, segment_lengths_for,
                                      trajectory_distances)
-from bwdp_core.eval.trajectory_io import Trajectory, read_trajectory, write_trajectory
+from bwdp_core.eval.trajectory_io import read_trajectory, write_trajectory
 
 
 def rot_y(angle):
