@@ -67,7 +67,7 @@ def scale_intrinsics_to(K: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[in
 
 
 class DepthPoseEstimator:
-    """DispNet + PoseNet from a checkpoint, ready for single-frame inference.
+    """DispNet + PoseNet from a checkpoint, prepared for fast single-frame inference (bwdp_core.nets.fast_inference).
 
     estimator = DepthPoseEstimator("model.pt", device="auto")
     x = estimator.to_tensor(rgb_uint8)          # [1,3,h,w] on the device, h x w = the checkpoint's training size
@@ -78,17 +78,21 @@ class DepthPoseEstimator:
     """
 
     def __init__(self, checkpoint: str | os.PathLike, device: str = "auto", warmup_iterations: int = 2,
-                 num_threads: int = 0):
+                 num_threads: int = 0, backend: str = "auto"):
         from bwdp_core.checkpoint import load_models
+        from bwdp_core.nets.fast_inference import optimize_for_inference
 
         self.device = resolve_device(device)
         if num_threads > 0:
             torch.set_num_threads(int(num_threads))
         self.checkpoint = str(checkpoint)
-        self.disp_net, self.pose_net, meta = load_models(checkpoint, device=str(self.device))
-        self.disp_net.eval()
-        self.pose_net.eval()
+        disp_net, pose_net, meta = load_models(checkpoint, device=str(self.device))
         self.height, self.width = int(meta["height"]), int(meta["width"])
+        # backend "auto": TorchScript (frozen, conv+BN folded) on CPU, channels_last eager on CUDA; see fast_inference
+        self.runner = optimize_for_inference(disp_net.eval(), pose_net.eval(), self.height, self.width,
+                                             backend=backend, device=self.device,
+                                             num_threads=num_threads if num_threads > 0 else None)
+        self.backend = self.runner.backend
         self.warmup(warmup_iterations)
 
     @property
@@ -112,13 +116,12 @@ class DepthPoseEstimator:
     @torch.inference_mode()
     def depth(self, x: torch.Tensor) -> np.ndarray:
         """[1,3,h,w] -> float32 [h,w] depth = 1 / disparity at full network resolution (network units)."""
-        disps, _ = self.disp_net(x)
-        return (1.0 / disps[0][0, 0]).float().cpu().numpy()
+        return self.runner.depth(x)[0, 0].float().cpu().numpy()
 
     @torch.inference_mode()
     def relative_pose(self, x_cur: torch.Tensor, x_prev: torch.Tensor) -> np.ndarray:
         """PoseNet(tgt=cur, ref=prev) -> T_prev_cur 4x4 float64: the current camera's pose in the previous camera."""
-        return pose_vec_to_mat(self.pose_net(x_cur, x_prev).float())[0].cpu().double().numpy()
+        return pose_vec_to_mat(self.runner.pose(x_cur, x_prev).float())[0].cpu().double().numpy()
 
     def warmup(self, iterations: int = 2) -> None:
         """Run both networks on a blank frame so the first real frame is not slowed by lazy initialisation."""

@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from bwdp_core.frames import OPTICAL_RPY, transform_from_xyz_rpy
+from bwdp_core.nets.fast_inference import BACKENDS as INFERENCE_BACKENDS
 from bwdp_core.vo_pipeline import DEVICES, VOConfig
 
 Check = Callable[[Any], Optional[str]]  # value -> None when fine, else the reason it is rejected
@@ -86,6 +87,8 @@ DEFAULT_TWIST_COVARIANCE = [0.05, 0.05, 0.05, 0.01, 0.01, 0.01]
 SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("checkpoint", "", "bwdp checkpoint file (.pt) with DispNet + PoseNet; required", any_string, True),
     ParamSpec("device", "auto", "inference device: auto (CUDA when available), cuda or cpu", one_of(*DEVICES), True),
+    ParamSpec("inference_backend", "auto", "network runtime: auto (torchscript on CPU, channels_last on CUDA), "
+              "eager, channels_last, torchscript, onnxruntime (CPU) or bf16", one_of(*INFERENCE_BACKENDS), True),
     ParamSpec("num_threads", 0, "torch CPU threads (0 = torch's default)", non_negative_int, True),
     ParamSpec("warmup_iterations", 2, "network runs on a blank frame before the first real one", non_negative_int, True),
     ParamSpec("use_compressed", False, "subscribe to image/compressed (sensor_msgs/CompressedImage) instead of image",

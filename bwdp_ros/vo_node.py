@@ -85,7 +85,8 @@ class VoNode(Node):
         try:
             estimator = DepthPoseEstimator(self.params["checkpoint"], device=self.params["device"],
                                            warmup_iterations=self.params["warmup_iterations"],
-                                           num_threads=self.params["num_threads"])
+                                           num_threads=self.params["num_threads"],
+                                           backend=self.params["inference_backend"])
         except BwdpError as err:
             raise StartupError(str(err)) from None
         self.vo = VisualOdometry(estimator, vo_config_from(self.params))
@@ -127,7 +128,7 @@ class VoNode(Node):
         self._worker = threading.Thread(target=self._inference_loop, name="vo_inference", daemon=True)
         self._worker.start()
         self.get_logger().info(
-            f"ready: checkpoint {self.params['checkpoint']} on {estimator.device}, network input "
+            f"ready: checkpoint {self.params['checkpoint']} on {estimator.device} ({estimator.backend}), network input "
             f"{estimator.height}x{estimator.width}; listening on {self.resolve_topic_name('image')}"
             f"{'/compressed' if self.params['use_compressed'] else ''}")
 

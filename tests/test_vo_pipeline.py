@@ -106,3 +106,12 @@ def test_scale_intrinsics_and_device_and_checkpoint_errors(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError):
             DepthPoseEstimator(tmp_path / "missing.pt", device="cuda")
+
+
+def test_fast_backend_matches_eager(estimator, tmp_path):
+    eager = DepthPoseEstimator(estimator.checkpoint, device="cpu", warmup_iterations=0, backend="eager")
+    assert estimator.backend == "torchscript" and eager.backend == "eager"
+    frames = _frames(2, seed=5)
+    x0, x1 = estimator.to_tensor(frames[0]), estimator.to_tensor(frames[1])
+    assert np.allclose(estimator.depth(x1), eager.depth(x1), rtol=1e-4)
+    assert np.allclose(estimator.relative_pose(x1, x0), eager.relative_pose(x1, x0), atol=1e-6)
