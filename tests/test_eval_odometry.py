@@ -55,6 +55,8 @@ def test_constant_yaw_drift_gives_known_r_err():
     k = kitti_odometry_errors(gt, pred)
     assert k["r_err_deg_per_100m"] == pytest.approx(1.0, rel=0.015)
     assert k["per_length"]["100"]["r_err_deg_per_100m"] == pytest.approx(101 / 100, rel=1e-6)
+    rpe = evaluate_odometry(pred, gt, align="none")["rpe_rot_deg"]  # evo: 0.01 deg of extra turn every frame
+    assert rpe["mean"] == pytest.approx(0.01, rel=1e-4) and rpe["max"] == pytest.approx(0.01, rel=1e-4)
 
 
 def test_ate_of_constant_offset_and_se3_alignment_removes_it():
