@@ -169,3 +169,12 @@ def test_eval_odom_cli_bad_inputs_exit_2(tmp_path):
         assert message in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
         assert "Traceback" not in proc.stderr
+
+
+def test_static_ground_truth_has_no_kitti_segments_but_still_ate():
+    gt = np.tile(np.eye(4), (20, 1, 1))
+    pred = drive(20, step=0.1)
+    result = evaluate_odometry(pred, gt, align="sim3")
+    assert result["kitti"]["t_err_percent"] is None and result["kitti"]["num_segments"] == 0
+    assert result["alignment"]["scale"] == 1.0
+    assert result["ate_m"]["max"] == pytest.approx(1.9, abs=1e-9)  # the origin-aligned prediction's last frame

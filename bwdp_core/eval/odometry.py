@@ -160,7 +160,7 @@ def align_path(pred_path, gt_path, mode: str = "sim3") -> dict:
         how += " + least-squares scale" if mode == "sim3" else "least-squares scale"
         if scale <= 0:  # prediction moves against the GT: a similarity cannot flip it, use the path-length ratio
             pred_len, gt_len = pred_path.path_length, gt_path.path_length
-            scale = gt_len / pred_len if pred_len > 0 else 1.0
+            scale = gt_len / pred_len if pred_len > 0 and gt_len > 0 else 1.0
             how = how.replace("least-squares scale", "path-length ratio scale")
         origin = pred_path.positions_xyz[0].copy()
         pred_path.scale(scale)  # scales about the world origin; keep the first pose where it was
