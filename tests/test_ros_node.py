@@ -204,3 +204,21 @@ def test_bad_checkpoint_is_one_error_line_and_nonzero_exit(tmp_path):
         errors = [l for l in out.splitlines() if "[ERROR]" in l]
         assert len(errors) == 1 and str(ckpt) in errors[0], out
         assert "ignoring unknown parameter 'bogus_parameter'" in out
+
+
+def test_tracking_lost_publishes_the_large_covariance(setup):
+    s, client = setup, setup["client"]
+    (ok,) = client.set_parameters({"max_frame_gap": 0.05})  # frames are 0.1 s apart: no motion estimate
+    assert ok.successful
+    try:
+        stamps = _send_and_wait(s, 2)
+        lost = _by_stamp(client.odom, stamps[-1])[0]
+        assert np.allclose(np.diag(np.reshape(lost.pose.covariance, (6, 6))), 1.0e6)
+        assert np.allclose(np.diag(np.reshape(lost.twist.covariance, (6, 6))), 1.0e6)
+    finally:
+        (ok,) = client.set_parameters({"max_frame_gap": 1.0})
+        assert ok.successful
+    stamps = _send_and_wait(s, 1)
+    tracked = _by_stamp(client.odom, stamps[-1])[0]
+    assert np.allclose(np.diag(np.reshape(tracked.pose.covariance, (6, 6))), [0.01] * 3 + [0.001] * 3)
+    assert "tracking lost" in s["node"].output
