@@ -194,6 +194,13 @@ def make_camera_info_msg(K, height: int, width: int, stamp_ns: int, frame_id: st
     return info
 
 
+def depth_from_msg(msg) -> np.ndarray:
+    """32FC1 sensor_msgs/Image -> float32 [H,W] (NaN where the node marks depth invalid)."""
+    dtype = np.dtype(">f4" if msg.is_bigendian else "<f4")
+    rows = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(msg.height, msg.step)[:, : msg.width * 4]
+    return np.ascontiguousarray(rows).view(dtype).reshape(msg.height, msg.width).astype(np.float32)
+
+
 class VoStreamClient:
     """Publisher of Image + CameraInfo and recorder of the node's outputs, in its own rclpy context and thread.
 
@@ -375,6 +382,18 @@ class VoStreamClient:
         path.write_text("\n".join(rows) + ("\n" if rows else ""))
         return path
 
+    def write_depths(self, folder) -> int:
+        """Every recorded depth image as ``folder/<stamp ns>.npy`` (float32 metres, NaN invalid). Returns the count."""
+        from bwdp_ros.conversions import stamp_to_ns
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            msgs = [m for _, m in self.depth]
+        for msg in msgs:
+            np.save(folder / f"{stamp_to_ns(msg.header.stamp)}.npy", depth_from_msg(msg))
+        return len(msgs)
+
     def close(self) -> None:
         try:
             self.executor.shutdown(timeout_sec=1.0)
@@ -421,6 +440,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--rate", type=float, default=10.0, help="frames per second (default 10)")
     parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: $ROS_DOMAIN_ID or a free one)")
     parser.add_argument("--out", required=True, help="folder for odom.tum, node.log, summary.json")
+    parser.add_argument("--save-depth", action="store_true", help="also write every depth image as depth/<stamp>.npy")
     args = parser.parse_args(argv)
 
     images, K = _load_sequence(args)
@@ -438,9 +458,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if not client.wait_for_node(30.0):
                 print("no VO node subscribed to 'image' within 30 s", file=sys.stderr)
                 return 1
+            # make sure the node takes our samples before the real stream starts, then restart its odometry
+            if not client.prime(images[0], K, time.time_ns, timeout=30.0):
+                print("the VO node did not answer a probe frame within 30 s", file=sys.stderr)
+                return 1
+            client.reset()
+            client.clear()
             stamps = client.stream(images, K, args.rate)
             client.wait_for(lambda: len(client.odom) >= len(stamps), timeout=10.0)
             client.write_tum(out / "odom.tum")
+            if args.save_depth:
+                client.write_depths(out / "depth")
             summary = {"frames_sent": len(stamps), "odometry_received": len(client.odom),
                        "depth_received": len(client.depth), "rate_hz": args.rate}
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
