@@ -96,9 +96,11 @@ def cleanup(ctx: DistContext) -> None:
 def wrap_model(module: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
     """DistributedDataParallel around the one module whose forward runs both networks (a single forward per step).
 
-    ``find_unused_parameters`` stays on: which decoder scales and PoseNet passes take part depends on the loss preset.
+    Plain DDP (no unused-parameter search): train_step ties every output into the loss with weight zero, so every
+    parameter gets a gradient each step even when the loss config leaves some outputs unused (e.g. the coarse
+    disparity heads with num_scales=1).
     """
     if not ctx.distributed:
         return module
     ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
+    return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)

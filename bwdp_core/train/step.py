@@ -15,7 +15,12 @@ from bwdp_core.errors import ConfigError
 
 
 class SnippetModel(torch.nn.Module):
-    """DispNet + PoseNet; ``forward(tgt_img, ref_imgs)`` = bwdp_core.model.predict_snippet."""
+    """DispNet + PoseNet; ``forward(tgt_img, ref_imgs)`` = bwdp_core.model.predict_snippet as a plain dict.
+
+    The dict (not the SnippetPrediction dataclass) is what DDP must see: it hooks its gradient synchronisation into
+    the tensors it finds by flattening the output, and it does not flatten dataclasses. `as_prediction` turns the
+    dict back into the SnippetPrediction the loss takes.
+    """
 
     def __init__(self, disp_net: torch.nn.Module, pose_net: torch.nn.Module, loss_cfg):
         super().__init__()
@@ -23,10 +28,20 @@ class SnippetModel(torch.nn.Module):
         self.pose_net = pose_net
         self.loss_cfg = loss_cfg
 
-    def forward(self, tgt_img: torch.Tensor, ref_imgs: list[torch.Tensor]):
+    def forward(self, tgt_img: torch.Tensor, ref_imgs: list[torch.Tensor]) -> dict:
+        import dataclasses
+
         from bwdp_core.model import predict_snippet
 
-        return predict_snippet(self.disp_net, self.pose_net, tgt_img, ref_imgs, self.loss_cfg)
+        pred = predict_snippet(self.disp_net, self.pose_net, tgt_img, ref_imgs, self.loss_cfg)
+        return {f.name: getattr(pred, f.name) for f in dataclasses.fields(pred)}
+
+
+def as_prediction(fields: dict):
+    """SnippetModel's output dict -> bwdp_core.model.SnippetPrediction."""
+    from bwdp_core.model import SnippetPrediction
+
+    return SnippetPrediction(**fields)
 
 
 def build_loss_config(cfg: dict):
@@ -98,10 +113,11 @@ def train_step(model: torch.nn.Module, loss_cfg, optimizer: torch.optim.Optimize
     autocast = torch.autocast(device_type="cuda", dtype=torch.float16) if amp else nullcontext()
     optimizer.zero_grad(set_to_none=True)
     with autocast:
-        pred = model(tgt, refs)
+        outputs = model(tgt, refs)
+    pred = as_prediction(_to_float(outputs) if amp else outputs)
     with torch.autocast(device_type=device.type, enabled=False):
-        total, terms, visuals = total_loss(loss_cfg, tgt, refs, K, _to_float(pred) if amp else pred)
-    scaler.scale(total).backward()
+        total, terms, visuals = total_loss(loss_cfg, tgt, refs, K, pred)
+    scaler.scale(total + 0.0 * _touch_all(outputs)).backward()
     scaler.unscale_(optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
     finite = bool(torch.isfinite(grad_norm))
@@ -112,15 +128,28 @@ def train_step(model: torch.nn.Module, loss_cfg, optimizer: torch.optim.Optimize
                       visuals=visuals, finite=finite)
 
 
-def _to_float(obj):
-    """Cast every floating tensor of a (dataclass / list / tuple / dict) prediction to fp32 for the loss."""
-    import dataclasses
+def _touch_all(outputs: dict) -> torch.Tensor:
+    """Sum of the means of every floating output tensor: added with weight 0 so that each parameter takes part in
+    backward (DDP synchronises a gradient per parameter every step; an output the loss ignores would stall it)."""
+    tensors = [t for t in _flatten(outputs) if torch.is_tensor(t) and t.is_floating_point() and t.requires_grad]
+    return torch.stack([t.float().mean() for t in tensors]).sum() if tensors else torch.zeros(())
 
+
+def _flatten(obj):
+    if isinstance(obj, dict):
+        for v in obj.values():
+            yield from _flatten(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _flatten(v)
+    else:
+        yield obj
+
+
+def _to_float(obj):
+    """Cast every floating tensor of a (nested list / tuple / dict) prediction to fp32 for the loss."""
     if torch.is_tensor(obj):
         return obj.float() if obj.is_floating_point() else obj
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.replace(obj, **{f.name: _to_float(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-                                           if f.init})
     if isinstance(obj, (list, tuple)):
         return type(obj)(_to_float(v) for v in obj)
     if isinstance(obj, dict):
