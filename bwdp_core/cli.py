@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     except BwdpError as err:
         print(f"bwdp {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `bwdp eval-odom ... | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"bwdp {args.command}: interrupted", file=sys.stderr)
         return 130
