@@ -256,3 +256,26 @@ def test_feature_term_sends_no_gradient_into_features():
     terms["feature"].backward()
     assert all(f.grad is None for f in pred.features)
     assert pred.disps[0].grad.abs().sum() > 0 and pred.pose_vecs.grad.abs().sum() > 0
+
+
+def test_implausible_occlusion_masks_are_dropped():
+    """Untrained second-pass poses disagree everywhere: the flow check would flag every pixel (zero loss, no
+    gradient).  Such a sample is left unmasked; a sample with a plausible mask keeps it."""
+    from bwdp_core.losses.occlusion import drop_implausible_occlusion
+
+    occluded = torch.zeros(2, 1, 4, 10)
+    occluded[0] = 1.0
+    occluded[1, ..., :2] = 1.0
+    valid = torch.ones_like(occluded)
+    kept = drop_implausible_occlusion(occluded, valid, 0.5)
+    assert kept[0].sum() == 0 and torch.equal(kept[1], occluded[1])
+    assert torch.equal(drop_implausible_occlusion(occluded, valid, 1.0), occluded)
+    # the whole-loss consequence: disagreeing poses (same vector both ways) keep the photometric term alive
+    tgt, refs = _images()
+    vec = torch.tensor([[0.0, 0.0, 0.3, 0.0, 0.0, 0.0]]).repeat(2 * B, 1)
+    pred = _prediction(disp_value=0.2, pose_vec=vec)
+    pred.poses_ref_to_tgt = pose_vec_to_mat(vec)  # not the inverse: flows point the same way
+    terms = total_loss(loss_config("full"), tgt, refs, _K(), pred)[1]
+    assert terms["valid_fraction"] > 0.5 and terms["photometric"] > 0
+    terms = total_loss(loss_config("full", max_occluded_fraction=1.0), tgt, refs, _K(), pred)[1]
+    assert terms["valid_fraction"] < 0.2

@@ -42,6 +42,10 @@ class LossConfig:
     # occlusion check (eq. 3-4), UnFlow constants, flows in pixels of the loss resolution
     alpha1: float = 0.01
     alpha2: float = 0.5
+    # a pair whose mask flags more than this fraction of its in-view pixels is not masked at all: that is not
+    # occlusion but two directions that do not agree yet (early training, untrained second-pass poses); masking it
+    # would remove every pixel, and with it every photometric gradient — a zero-loss dead end (1.0 = never)
+    max_occluded_fraction: float = 0.5
     # multi-scale: number of decoder scales used (1 = SC-Release: full-resolution disparity only); coarser scales
     # are upsampled to full resolution for the warping terms
     num_scales: int = 1
@@ -54,6 +58,8 @@ class LossConfig:
             raise ConfigError(f"loss.num_scales must be 1..4, got {self.num_scales}")
         if not 0.0 <= float(self.min_valid_fraction) < 1.0:
             raise ConfigError(f"loss.min_valid_fraction must be in [0, 1), got {self.min_valid_fraction}")
+        if not 0.0 < float(self.max_occluded_fraction) <= 1.0:
+            raise ConfigError(f"loss.max_occluded_fraction must be in (0, 1], got {self.max_occluded_fraction}")
         if not 0.0 <= float(self.ssim_weight) <= 1.0:
             raise ConfigError(f"loss.ssim_weight must be in [0, 1], got {self.ssim_weight}")
         for key in ("w_photo", "w_smooth", "w_dsc", "w_feat", "alpha1", "alpha2"):

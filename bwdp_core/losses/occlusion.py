@@ -23,3 +23,17 @@ def occlusion_mask(flow: torch.Tensor, reverse_flow: torch.Tensor, alpha1: float
     mismatch = (flow + reverse_at_target).pow(2).sum(1, keepdim=True)
     bound = alpha1 * (flow.pow(2).sum(1, keepdim=True) + reverse_at_target.pow(2).sum(1, keepdim=True)) + alpha2
     return (mismatch >= bound).to(flow.dtype)
+
+
+@torch.no_grad()
+def drop_implausible_occlusion(occluded: torch.Tensor, valid_mask: torch.Tensor, max_fraction: float) -> torch.Tensor:
+    """Clear the occlusion mask of every sample that flags more than ``max_fraction`` of its in-view pixels.
+
+    occluded, valid_mask: [B,1,H,W] float -> [B,1,H,W].  Real occlusions cover a few percent of a frame; a mask
+    covering most of it means the two flow directions disagree everywhere (untrained depth/poses), and applying it
+    would leave no pixel — and no photometric gradient — to learn from.
+    """
+    if max_fraction >= 1.0:
+        return occluded
+    flagged = (occluded * valid_mask).flatten(1).sum(1) / valid_mask.flatten(1).sum(1).clamp(min=1.0)
+    return occluded * (flagged <= max_fraction).to(occluded.dtype).view(-1, 1, 1, 1)

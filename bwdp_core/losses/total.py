@@ -25,7 +25,7 @@ from bwdp_core.losses.config import LossConfig
 from bwdp_core.losses.consistency import depth_structure_consistency
 from bwdp_core.losses.feature import feature_perception_error, normalise_features
 from bwdp_core.losses.masking import guard_min_valid, masked_mean
-from bwdp_core.losses.occlusion import occlusion_mask
+from bwdp_core.losses.occlusion import drop_implausible_occlusion, occlusion_mask
 from bwdp_core.losses.photometric import photometric_error
 from bwdp_core.losses.smoothness import edge_aware_smoothness
 
@@ -84,6 +84,7 @@ def total_loss(cfg: LossConfig, tgt_img: torch.Tensor, ref_imgs: List[torch.Tens
         occluded = torch.zeros_like(geometric_mask)
         if cfg.occlusion:
             occluded = occlusion_mask(warp.flow, warp.flow.roll(rows, dims=0), cfg.alpha1, cfg.alpha2)
+            occluded = drop_implausible_occlusion(occluded, geometric_mask, cfg.max_occluded_fraction)
             geometric_mask = geometric_mask * (1 - occluded)
         geometric_mask = guard_min_valid(geometric_mask, cfg.min_valid_fraction)
 
