@@ -164,12 +164,28 @@ def sample_at_pixels(image: torch.Tensor, pixels: torch.Tensor, align_corners: b
     return F.grid_sample(image, grid, mode="bilinear", padding_mode=padding_mode, align_corners=align_corners)
 
 
+def _full_precision(*tensors: torch.Tensor):
+    """Half/bfloat16 tensors as float32 (pixel coordinates up to ~10^3 need more than fp16's 11 bits)."""
+    return [t.float() if t is not None and t.dtype in (torch.float16, torch.bfloat16) else t for t in tensors]
+
+
+def _autocast_off(device: torch.device):
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
 def camera_flow(depth: torch.Tensor, transform: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     """Camera (rigid) flow u(p) = p' − p, p' = proj(K · T · D(p) K^-1 p).
 
     depth: [B,1,H,W] of the source camera, transform: [B,4,4] source->other camera, K: [B,3,3]
     -> flow in pixels [B,2,H,W].  With tgt depth and T_{t->r} this is u^{ref->tgt} of eq. 3.
+    Runs in at least float32 even under autocast.
     """
+    with _autocast_off(depth.device):
+        depth, transform, K = _full_precision(depth, transform, K)
+        return _camera_flow(depth, transform, K)
+
+
+def _camera_flow(depth: torch.Tensor, transform: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     pixels, _ = project(transform_points(back_project(depth, torch.inverse(K)), transform), K)
     grid = pixel_grid(depth.shape[-2], depth.shape[-1], device=depth.device, dtype=depth.dtype)[:2]
     return pixels - grid.unsqueeze(0)
@@ -198,8 +214,14 @@ def inverse_warp(ref_img: torch.Tensor, tgt_depth: torch.Tensor, ref_depth: Opti
 
     ref_img: [B,C,H,W] (image or feature map); tgt_depth: [B,1,H,W]; ref_depth: [B,1,H,W] or None;
     T_tgt_to_ref: [B,4,4] (T_{t->r}); K: [B,3,3] at this resolution -> :class:`WarpResult`.
-    The reference image and depth are sampled in one grid_sample call.
+    The reference image and depth are sampled in one grid_sample call.  Runs in at least float32 even under
+    autocast (half-precision inputs are upcast; the results are float32 then).
     """
+    with _autocast_off(tgt_depth.device):
+        return _inverse_warp(*_full_precision(ref_img, tgt_depth, ref_depth, T_tgt_to_ref, K))
+
+
+def _inverse_warp(ref_img, tgt_depth, ref_depth, T_tgt_to_ref, K) -> WarpResult:
     batch, channels, height, width = ref_img.shape
     points = transform_points(back_project(tgt_depth, torch.inverse(K)), T_tgt_to_ref)
     pixels, z = project(points, K)
