@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -101,6 +102,9 @@ def main() -> int:
                    "growth_after_warmup": (rss_end - (rss_warm or rss_ready)) / 2**20},
         "node_startup_s": startup_s,
         "node_last_diagnostics": diag[-1].split("]: ", 1)[-1] if diag else None,
+        # the node's own measure (now - stamp when odom is published), one p50/p95 per diagnostics window
+        "node_window_latency_ms": [[int(x) for x in re.findall(r"p50 (\d+) ms p95 (\d+) ms", l)[0]]
+                                   for l in diag if "p50" in l],
         "config": {"seconds": args.seconds, "rate_hz": args.rate, "size": [args.height, args.width],
                    "checkpoint": str(args.checkpoint or "fixture ResNet-18"), "backend": args.backend,
                    "device": args.device, "num_threads": args.num_threads},

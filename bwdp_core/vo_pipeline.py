@@ -34,7 +34,6 @@ from bwdp_core.geometry import pose_vec_to_mat
 from bwdp_core.frames import (
     OPTICAL_RPY,
     camera_motion_to_base,
-    invert_transform,
     rotation_to_rotvec,
     transform_from_xyz_rpy,
 )
@@ -272,7 +271,3 @@ class VisualOdometry:
                        T_start_camera=self.T_start_camera.copy(), linear_velocity=np.array(linear),
                        angular_velocity=np.array(angular), tracking=tracking, event=event)
 
-
-def odom_from_camera_chain(T_start_camera: np.ndarray, T_base_camera: np.ndarray) -> np.ndarray:
-    """Camera pose w.r.t. the first camera -> robot pose in odom (odom = base_link at the first frame)."""
-    return T_base_camera @ T_start_camera @ invert_transform(T_base_camera)

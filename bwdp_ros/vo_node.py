@@ -156,6 +156,8 @@ class VoNode(Node):
         if not changes:
             return SetParametersResult(successful=True)
         reasons = check_all({**self.params, **changes})
+        if changes.get("publish_tf") and TFMessage is None:
+            reasons.append("publish_tf needs tf2_msgs, which is not importable here")
         if reasons:
             return SetParametersResult(successful=False, reason="; ".join(reasons))
         self.params.update(changes)

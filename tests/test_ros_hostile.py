@@ -1,6 +1,5 @@
 """Hostile input never kills the node: >= 200 bad messages of every kind, then good frames are still answered."""
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +7,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="rclpy is not importable (pip install -r requirements-ros.txt)")
 pytest.importorskip("tf2_msgs.msg", reason="tf2_msgs is not importable (bash scripts/build_tf2_msgs.sh .venv)")
 
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from bwdp_core.data.image_msgs import encode_compressed  # noqa: E402
 from bwdp_ros.conversions import ns_to_stamp, stamp_to_ns  # noqa: E402

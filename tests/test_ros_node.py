@@ -2,7 +2,6 @@
 
 A fixture checkpoint whose PoseNet always answers "+0.05 along the optical z axis" makes the expected odometry exact.
 """
-import math
 import subprocess
 import sys
 from pathlib import Path

@@ -24,7 +24,8 @@ def test_vo_yaml_holds_every_parameter_with_its_default_and_type():
     for spec in SPECS:
         assert params[spec.name] == spec.default, spec.name
         assert type(params[spec.name]) is type(spec.default), spec.name  # ROS parameters are strictly typed
-        assert spec.description and check_value(spec.name, spec.default) is None or spec.name == "checkpoint"
+        assert spec.description, spec.name
+        assert check_value(spec.name, spec.default) is None, spec.name
 
 
 @pytest.mark.parametrize("name, value, words", [
