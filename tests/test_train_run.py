@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from test_train_config import run_bwdp, tiny_config
@@ -70,3 +71,19 @@ def test_train_end_to_end_loss_falls_and_logs(tmp_path):
     assert len(acc.Scalars("loss/photometric")) == ITERATIONS
     assert {"images/input", "images/depth", "images/occlusion"} <= set(acc.Tags()["images"])
     assert (out / "config.yaml").is_file()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (mixed precision runs on CUDA only)")
+def test_train_mixed_precision_on_cuda(tmp_path):
+    cfg = tiny_config(tmp_path / "c.yaml", iterations=4, frames=6, batch=2,
+                      train={"device": "cuda", "amp": True, "ckpt_every": 2})
+    proc = run_bwdp("train", "--config", cfg, "--out", tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "amp=on" in proc.stdout + proc.stderr
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["step"] == 4 and "scaler" in ckpt and ckpt["scaler"]["scale"] > 0
+    assert all(torch.isfinite(v).all() for v in ckpt["disp_net"].values() if v.is_floating_point())
+    resumed = run_bwdp("train", "--config", cfg, "--out", tmp_path / "run", "--resume",
+                       "--set", "train.iterations=6")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["step"] == 6
