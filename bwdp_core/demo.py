@@ -269,25 +269,110 @@ def train_or_reuse(cache: Path, settings: DemoSettings, train_root: Path) -> tup
 # ----------------------------------------------------------------------------------------------------------------------
 # 3: the node over DDS
 # ----------------------------------------------------------------------------------------------------------------------
+# The publisher/recorder runs in a child interpreter (bwdp_core stays free of ROS imports). It uses the node test
+# helper bwdp_ros.stream.VoStreamClient: publish CameraInfo + Image at a steady rate, record depth, odom, /tf and
+# /tf_static, and save them as plain numpy arrays for the scoring below.
+RECORDER_SCRIPT = r"""
+import json, sys, time
+from pathlib import Path
+import numpy as np
+from bwdp_ros.stream import VoStreamClient
+from bwdp_ros.conversions import stamp_to_ns
+
+seq, rate, out, timeout, domain = Path(sys.argv[1]), float(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+sys.path.insert(0, sys.argv[6])
+from bwdp_core.demo import load_sequence_frames
+images, K = load_sequence_frames(seq)
+out.mkdir(parents=True, exist_ok=True)
+with VoStreamClient(domain) as client:
+    if not client.wait_for_node(60.0):
+        sys.exit("recorder: no node subscribed to 'image' within 60 s")
+    time.sleep(0.5)
+    stamps = client.stream(images, K, rate)
+    last = stamps[-1]
+    done = lambda: (any(stamp_to_ns(m.header.stamp) == last for _, m in client.odom)
+                    and any(stamp_to_ns(m.header.stamp) == last for _, m in client.depth))
+    client.wait_for(done, timeout=timeout)
+    time.sleep(0.3)
+    with client._lock:
+        odom, depth, tf, tf_static = list(client.odom), list(client.depth), list(client.tf), list(client.tf_static)
+odom_rows = [[stamp_to_ns(m.header.stamp), recv, m.pose.pose.position.x, m.pose.pose.position.y,
+              m.pose.pose.position.z, m.pose.pose.orientation.x, m.pose.pose.orientation.y,
+              m.pose.pose.orientation.z, m.pose.pose.orientation.w] for recv, m in odom]
+depth_stamps, depth_maps = [], []
+for _, m in depth:
+    if m.encoding != "32FC1":
+        sys.exit(f"recorder: depth encoding {m.encoding}, expected 32FC1")
+    rows = np.frombuffer(bytes(m.data), dtype=np.float32).reshape(m.height, m.step // 4)
+    depth_stamps.append(stamp_to_ns(m.header.stamp))
+    depth_maps.append(rows[:, :m.width].copy())
+tf_rows = [[stamp_to_ns(t.header.stamp), t.header.frame_id, t.child_frame_id] for _, msg in tf for t in msg.transforms]
+mount = [[t.header.frame_id, t.child_frame_id, t.transform.translation.x, t.transform.translation.y,
+          t.transform.translation.z, t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z,
+          t.transform.rotation.w] for _, msg in tf_static for t in msg.transforms]
+np.savez_compressed(out / "recording.npz", published_stamps_ns=np.array(stamps, dtype=np.int64),
+                    odom=np.array(odom_rows, dtype=np.float64).reshape(-1, 9),
+                    odom_stamps_ns=np.array([r[0] for r in odom_rows], dtype=np.int64),
+                    odom_receive_ns=np.array([r[1] for r in odom_rows], dtype=np.int64),
+                    depth_stamps_ns=np.array(depth_stamps, dtype=np.int64),
+                    depth=np.stack(depth_maps) if depth_maps else np.zeros((0, 1, 1), np.float32))
+(out / "tf.json").write_text(json.dumps({"tf": tf_rows, "tf_static": mount,
+                                         "odom_frames": [[m.header.frame_id, m.child_frame_id] for _, m in odom[:1]]}))
+print(f"recorder: sent {len(stamps)} frames, received {len(odom)} odometry, {len(depth)} depth, "
+      f"{len(tf_rows)} tf transforms")
+"""
+
+
+def load_sequence_frames(seq_root: Path) -> tuple[list[np.ndarray], np.ndarray]:
+    """All RGB frames of a `bwdp synth` / KITTI odometry root (sequence 00) and its 3x3 K (calib.txt, P2)."""
+    seq = Path(seq_root) / "sequences" / "00"
+    files = sorted((seq / "image_2").glob("*.png"))
+    if not files:
+        raise DataError(f"{seq / 'image_2'}: no PNG frames")
+    calib = seq / "calib.txt"
+    K = None
+    for line in calib.read_text().splitlines():
+        if line.startswith("P2:"):
+            K = np.array([float(v) for v in line.split()[1:13]]).reshape(3, 4)[:, :3]
+    if K is None:
+        raise DataError(f"{calib}: no P2 line")
+    return [load_rgb(Path(seq_root), int(f.stem)) for f in files], K
+
+
+def wait_for_log(log: Path, text: str, proc: subprocess.Popen, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if log.is_file() and text in log.read_text(errors="replace"):
+            return
+        if proc.poll() is not None:
+            raise DemoError(f"the node exited with code {proc.returncode} before it was ready; see {log}:\n"
+                            + log.read_text(errors="replace")[-2000:])
+        time.sleep(0.1)
+    raise DemoError(f"the node was not ready after {timeout_s:.0f} s; see {log}")
+
+
 def stream_through_node(checkpoint: Path, heldout_root: Path, work: Path, rate_hz: float,
                         timeout_s: float) -> Path:
     """Start the node and the publisher/recorder (two processes, one private DDS domain); returns the recording dir."""
     env = ros_env()
     record_dir = work / "recording"
     shutil.rmtree(record_dir, ignore_errors=True)
+    node_log = work / "node.log"
     node_cmd = [sys.executable, "-m", "bwdp_ros.vo_node", "--ros-args", "--params-file", str(VO_CONFIG),
                 "-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu"]
-    stream_cmd = [sys.executable, "-m", "bwdp_ros.stream", "--kitti-seq", str(heldout_root),
-                  "--rate", str(rate_hz), "--record", str(record_dir), "--timeout", str(timeout_s)]
-    print(f"[demo] starting the node (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, localhost only); log: {work / 'node.log'}")
-    with ManagedProcess(node_cmd, env=env, log=work / "node.log") as node:
+    recorder_cmd = [sys.executable, "-c", RECORDER_SCRIPT, str(heldout_root), str(rate_hz), str(record_dir),
+                    str(timeout_s), env["ROS_DOMAIN_ID"], str(REPO_ROOT)]
+    print(f"[demo] starting the node (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, localhost only); log: {node_log}")
+    with ManagedProcess(node_cmd, env=env, log=node_log) as node:
+        wait_for_log(node_log, "ready: checkpoint", node, timeout_s=120.0)
         print(f"[demo] streaming the held-out sequence at {rate_hz:g} Hz as Image + CameraInfo, recording the outputs")
-        with ManagedProcess(stream_cmd, env=env) as streamer:
-            code = streamer.wait()
-            if node.poll() is not None:
-                raise DemoError(f"the node exited early with code {node.returncode}; see {work / 'node.log'}")
-        if code != 0:
-            raise DemoError(f"the publisher/recorder failed with exit code {code}: {' '.join(stream_cmd)}")
+        with ManagedProcess(recorder_cmd, env=env, log=work / "recorder.log") as recorder:
+            code = recorder.wait()
+        if node.poll() is not None:
+            raise DemoError(f"the node exited during the stream with code {node.returncode}; see {node_log}")
+    if code != 0:
+        log = (work / "recorder.log").read_text(errors="replace")[-2000:]
+        raise DemoError(f"the publisher/recorder failed with exit code {code}:\n{log}")
     return record_dir
 
 
@@ -390,7 +475,10 @@ def plot_trajectory(path: Path, gt: np.ndarray, pred: np.ndarray, baseline: np.n
 
 def plot_depth_strip(path: Path, images: list[np.ndarray], preds: list[np.ndarray], gts: list[np.ndarray],
                      labels: list[str]) -> None:
-    """Rows: input / predicted depth (median-scaled) / ground-truth depth; one column per frame; same colour range."""
+    """Rows: input / predicted depth (median-scaled) / ground-truth depth; one column per frame.
+
+    Depth is drawn as inverse depth (near = bright) with one colour range per column taken from the ground truth;
+    pixels without ground truth (sky) are black."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -398,23 +486,29 @@ def plot_depth_strip(path: Path, images: list[np.ndarray], preds: list[np.ndarra
 
     cols = len(images)
     h, w = images[0].shape[:2]
-    fig, axes = plt.subplots(3, cols, figsize=(2.6 * cols * w / max(h, 1) / 3.0 + 0.6, 3 * 1.05 * 2.6 / 3.0 * 3),
-                             dpi=110, squeeze=False)
+    panel_w = 3.0
+    panel_h = panel_w * h / w
+    fig, axes = plt.subplots(3, cols, figsize=(panel_w * cols + 0.5, 3 * (panel_h + 0.3) + 0.2), dpi=120,
+                             squeeze=False)
+    cmap = matplotlib.colormaps["magma"].copy()
+    cmap.set_bad("black")
     for c in range(cols):
         gt = gts[c]
         valid = np.isfinite(gt) & (gt > 0)
-        lo, hi = (np.percentile(gt[valid], [2, 98]) if valid.any() else (1.0, 50.0))
+        inv_gt = np.where(valid, 1.0 / np.where(valid, gt, 1.0), np.nan)
+        lo, hi = np.nanpercentile(inv_gt, [1, 99]) if valid.any() else (0.0, 1.0)
         pred = preds[c]
+        inv_pred = np.where(np.isfinite(pred) & (pred > 0), 1.0 / np.maximum(pred, 1e-6), np.nan)
         axes[0, c].imshow(images[c])
-        axes[1, c].imshow(np.where(np.isfinite(pred), pred, np.nan), cmap="magma_r", vmin=lo, vmax=hi)
-        axes[2, c].imshow(np.where(valid, gt, np.nan), cmap="magma_r", vmin=lo, vmax=hi)
+        axes[1, c].imshow(inv_pred, cmap=cmap, vmin=lo, vmax=hi)
+        axes[2, c].imshow(inv_gt, cmap=cmap, vmin=lo, vmax=hi)
         axes[0, c].set_title(labels[c], fontsize=8)
-    for r, name in enumerate(["input", "predicted depth", "ground truth"]):
+    for r, name in enumerate(["input", "predicted", "ground truth"]):
         axes[r, 0].set_ylabel(name, fontsize=8)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout()
+    fig.tight_layout(pad=0.4)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
@@ -459,9 +553,10 @@ def main(args: argparse.Namespace) -> int:
 
     t = time.monotonic()
     metrics, plots = score(record_dir, heldout_root, out, settings)
+    odo = metrics["odometry"]
     plot_trajectory(out / "trajectory.png", plots["gt"], plots["pred"], plots["const_vel"],
-                    f"held-out street (seed {settings.heldout_seed}): ATE {metrics['odometry']['ate_m']:.2f} m vs "
-                    f"{metrics['odometry']['baseline_constant_velocity_ate_m']:.2f} m (constant velocity)")
+                    f"held-out street (seed {settings.heldout_seed}), {odo['frames_evaluated']} frames: ATE "
+                    f"{odo['ate_m']:.2f} m (node) vs {odo['baseline_constant_velocity_ate_m']:.2f} m (constant velocity)")
     plot_depth_strip(out / "depth.png", *plots["depth_strip"])
     timings["evaluate_s"] = time.monotonic() - t
     timings["total_s"] = time.monotonic() - t_start
@@ -486,13 +581,72 @@ class Recording:
     tf_count: int                # odom->base_link transforms on /tf whose stamp equals an odometry stamp
 
 
-def load_recording(record_dir: Path) -> Recording:
-    raise NotImplementedError  # adapter to bwdp_ros.stream's recording format
+def quaternion_to_matrix(q) -> np.ndarray:
+    """(x, y, z, w) -> 3x3 rotation."""
+    x, y, z, w = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
+def pose_matrix(xyz, quat_xyzw) -> np.ndarray:
+    T = np.eye(4)
+    T[:3, :3] = quaternion_to_matrix(quat_xyzw)
+    T[:3, 3] = xyz
+    return T
+
+
+def load_recording(record_dir: Path, published_frames: int) -> Recording:
+    """The recorder's files -> odometry as camera poses matched to held-out frame indices, depth per frame index.
+
+    The node publishes base_link in odom; the camera pose is T_odom_base @ T_base_camera with the mount it
+    broadcast on /tf_static (REP 103's optical rotation when none was recorded)."""
+    from bwdp_core.frames import R_BASE_OPTICAL
+
+    try:
+        data = np.load(record_dir / "recording.npz")
+        tf_info = json.loads((record_dir / "tf.json").read_text())
+    except (OSError, ValueError) as err:
+        raise DemoError(f"{record_dir}: the recorder left no readable recording ({err})") from None
+    published = data["published_stamps_ns"]
+    if len(published) != published_frames:
+        raise DemoError(f"the recorder published {len(published)} frames, the sequence has {published_frames}")
+    index_of = {int(stamp): i for i, stamp in enumerate(published)}
+    T_base_camera = np.eye(4)
+    T_base_camera[:3, :3] = R_BASE_OPTICAL
+    for parent, child, *xyz_q in tf_info["tf_static"]:
+        T_base_camera = pose_matrix(xyz_q[:3], xyz_q[3:])
+    odom = data["odom"]
+    frame_index, poses, latency, receive = [], [], [], []
+    seen = set()
+    for stamp, recv, row in zip(data["odom_stamps_ns"], data["odom_receive_ns"], odom):
+        i = index_of.get(int(stamp))
+        if i is None or i in seen:
+            continue
+        seen.add(i)
+        frame_index.append(i)
+        poses.append(pose_matrix(row[2:5], row[5:9]) @ T_base_camera)
+        latency.append((int(recv) - int(stamp)) * 1e-9)
+        receive.append(int(recv) * 1e-9)
+    order = np.argsort(frame_index)
+    odom_stamps = {int(s) for s in data["odom_stamps_ns"]}
+    odom_frame, base_frame = (tf_info["odom_frames"] or [["odom", "base_link"]])[0]
+    tf_count = sum(1 for stamp, parent, child in tf_info["tf"]
+                   if int(stamp) in odom_stamps and parent == odom_frame and child == base_frame)
+    depth = {}
+    for stamp, dmap in zip(data["depth_stamps_ns"], data["depth"]):
+        i = index_of.get(int(stamp))
+        if i is not None:
+            depth[i] = dmap
+    return Recording(frame_index=np.asarray(frame_index, dtype=int)[order],
+                     poses=np.asarray(poses).reshape(-1, 4, 4)[order],
+                     latency_s=np.asarray(latency)[order], receive_time_s=np.asarray(receive)[order],
+                     depth=depth, frames_published=len(published), tf_count=tf_count)
 
 
 def score(record_dir: Path, heldout_root: Path, out: Path, settings: DemoSettings) -> tuple[dict, dict]:
     """Metrics of the node's outputs and of both trivial baselines; returns (metrics, plot data)."""
-    rec = load_recording(record_dir)
+    rec = load_recording(record_dir, settings.heldout_frames)
     if len(rec.frame_index) < 3:
         raise DemoError(f"the node published odometry for only {len(rec.frame_index)} of {rec.frames_published} "
                         f"frames (see {out / 'node' / 'node.log'})")
@@ -540,7 +694,7 @@ def score(record_dir: Path, heldout_root: Path, out: Path, settings: DemoSetting
         },
         "evaluator_output": {"odometry_node": str(eval_dir / "odom_node"),
                              "odometry_constant_velocity": str(eval_dir / "odom_constant_velocity"),
-                             "depth": str(eval_dir / "depth")},
+                             "depth": str(eval_dir / "depth_metrics.json")},
     }
     o, d = metrics["odometry"], metrics["depth"]
     metrics["beats_baselines"] = {
@@ -656,7 +810,8 @@ def cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bwdp_core.demo", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
-    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    # SIGINT too: a shell that starts us in the background leaves SIGINT ignored, and children inherit that
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         return main(args)
     except BwdpError as err:
