@@ -24,7 +24,7 @@ from bwdp_core.losses.adaptive import adaptive_weights, depth_difference
 from bwdp_core.losses.config import LossConfig
 from bwdp_core.losses.consistency import depth_structure_consistency
 from bwdp_core.losses.feature import feature_perception_error, normalise_features
-from bwdp_core.losses.masking import guard_min_valid, masked_mean
+from bwdp_core.losses.masking import guard_min_valid
 from bwdp_core.losses.occlusion import drop_implausible_occlusion, occlusion_mask
 from bwdp_core.losses.photometric import photometric_error
 from bwdp_core.losses.smoothness import edge_aware_smoothness
@@ -40,10 +40,17 @@ def _pairs(frames: torch.Tensor, batch: int, num_refs: int, both: bool) -> Tuple
 
 
 def _direction_mean(values: torch.Tensor, mask: torch.Tensor, rows: int, both: bool) -> torch.Tensor:
-    """Σ over directions of the masked mean of each direction (eq. 1/5/6 structure)."""
-    term = masked_mean(values[:rows], mask[:rows])
+    """Σ over directions of the masked mean of each direction (eq. 1/5/6 structure).
+
+    values, mask: [P,1,H,W] for the P pair rows; rows = N·B rows per direction.  Per-row sums first, so the
+    backward pass never materialises full-size slices.  A direction without valid pixels contributes a
+    graph-keeping 0.
+    """
+    weighted = (values * mask).flatten(1).sum(1)
+    count = mask.flatten(1).sum(1)
+    term = weighted[:rows].sum() / count[:rows].sum().clamp(min=1.0)
     if both:
-        term = term + masked_mean(values[rows:], mask[rows:])
+        term = term + weighted[rows:].sum() / count[rows:].sum().clamp(min=1.0)
     return term
 
 
