@@ -2,6 +2,7 @@
 ends (same step count, bit-identical weights), leaving no temp or corrupt file behind."""
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -52,12 +53,15 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
     stale = last.parent / ".last.pt.k1ll3d.tmp"
     stale.write_bytes(b"half a checkpoint")
 
-    resumed = run_bwdp("train", "--config", cfg, "--out", out, "--resume")
+    resumed = run_bwdp("train", "--out", out, "--resume")  # no --config: the run's own OUT/config.yaml
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming at step {killed_at}" in resumed.stdout + resumed.stderr
     assert f"trained to step {ITERATIONS}" in resumed.stdout
 
     assert sorted(p.name for p in last.parent.iterdir()) == ["best.pt", "last.pt"]
+    # the log holds every step once: what the killed run logged after its checkpoint was dropped on resume
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == list(range(1, ITERATIONS + 1))
     final = torch.load(last, weights_only=True)
     ref = torch.load(tmp_path / "ref" / "checkpoints" / "last.pt", weights_only=True)
     assert final["step"] == ref["step"] == ITERATIONS

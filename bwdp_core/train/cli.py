@@ -4,7 +4,8 @@ One GPU / CPU:   bwdp train --config my.yaml --out runs/exp1
 Several GPUs:    torchrun --nproc_per_node 4 -m bwdp_core.cli train --config my.yaml --out runs/exp1
 Several nodes:   torchrun --nnodes 2 --node_rank R --master_addr HOST --master_port 29500 --nproc_per_node 4 \\
                      -m bwdp_core.cli train --config my.yaml --out runs/exp1
-Continue:        the same command plus --resume (reads OUT/checkpoints/last.pt)
+Continue:        the same command plus --resume (reads OUT/checkpoints/last.pt), or just
+                 bwdp train --resume --out runs/exp1   (takes the config the run saved in OUT/config.yaml)
 
 Outputs: OUT/checkpoints/last.pt (periodic + final), OUT/checkpoints/best.pt (best validation), OUT/tensorboard/,
 OUT/metrics.jsonl, OUT/config.yaml (the full resolved config).
@@ -12,10 +13,12 @@ OUT/metrics.jsonl, OUT/config.yaml (the full resolved config).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", help="YAML config; unset keys come from config/train.yaml")
+    parser.add_argument("--config", metavar="FILE", help="YAML config; unset keys come from config/train.yaml "
+                        "(with --resume and no --config: OUT/config.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one key, value parsed as YAML (e.g. --set train.lr=2e-4); repeatable")
     parser.add_argument("--resume", action="store_true",
@@ -28,7 +31,12 @@ def main(args: argparse.Namespace) -> int:
     from bwdp_core.train.config import load_config
     from bwdp_core.train.distributed import cleanup, init_distributed
 
-    cfg = load_config(args.config, args.overrides, args.out)
+    config_file = args.config
+    if config_file is None and args.resume and args.out:
+        saved = Path(args.out) / "config.yaml"  # the resolved config the interrupted run wrote
+        if saved.is_file():
+            config_file = saved
+    cfg = load_config(config_file, args.overrides, args.out)
     ctx = init_distributed(cfg["train"]["device"])
     try:
         from bwdp_core.train.loop import run_training

@@ -27,6 +27,13 @@ def colorize(values: torch.Tensor, cmap: str = "magma", invert: bool = False) ->
     return (colormaps[cmap](norm)[..., :3] * 255).astype(np.uint8)
 
 
+def _logged_step(line: str) -> int:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return -1  # a line cut short by a kill: dropped
+
+
 class NullLogger:
     """What ranks other than 0 use: every call does nothing."""
 
@@ -41,14 +48,21 @@ class NullLogger:
 class TrainLogger(NullLogger):
     """tqdm + TensorBoard SummaryWriter (OUT/tensorboard) + one JSON line per log interval (OUT/metrics.jsonl)."""
 
-    def __init__(self, out: str | Path, log_every: int, show_progress: bool = True):
+    def __init__(self, out: str | Path, log_every: int, show_progress: bool = True, resume_step: int | None = None):
+        """``resume_step``: a resumed run drops what the interrupted run logged after its checkpoint (TensorBoard
+        events via purge_step, metrics.jsonl lines), so every step appears once."""
         from torch.utils.tensorboard import SummaryWriter
 
         self.out = Path(out)
         self.log_every = log_every
         self.show_progress = show_progress
-        self.writer = SummaryWriter(log_dir=str(self.out / "tensorboard"))
-        self.jsonl = open(self.out / "metrics.jsonl", "a", buffering=1)
+        purge = None if resume_step is None else resume_step + 1
+        self.writer = SummaryWriter(log_dir=str(self.out / "tensorboard"), purge_step=purge)
+        jsonl = self.out / "metrics.jsonl"
+        if resume_step is not None and jsonl.exists():
+            kept = [line for line in jsonl.read_text().splitlines() if 0 <= _logged_step(line) <= resume_step]
+            jsonl.write_text("".join(line + "\n" for line in kept))
+        self.jsonl = open(jsonl, "a", buffering=1)
         self.bar = None
         self._sums: dict[str, float] = {}
         self._count = 0
