@@ -37,7 +37,7 @@ def test_make_bag_then_replay_with_gt_in_the_bag(data, capsys):
 
     out = tmp / "replay_mcap"
     assert bwdp(["replay", str(bag), "--image-topic", "/camera/image_raw", "--checkpoint", str(data["ckpt"]),
-                 "--out", str(out), "--device", "cpu"]) == 0
+                 "--out", str(out), "--device", "cpu", "--num-threads", "1"]) == 0
     traj = read_trajectory(out / "trajectory.tum")
     assert len(traj) == N and np.allclose(traj.timestamps, np.asarray(stamps) / 1e9)
     assert np.allclose(traj.poses[:, 2, 3], 0.1 * np.arange(N), atol=1e-5)  # the fixture's +z per frame
@@ -62,7 +62,8 @@ def test_sqlite3_compressed_bag_with_gt_file_and_intrinsics(data):
     out = tmp / "replay_sqlite"
     gt_file = data["seq_dir"].parent.parent / "poses" / "00.txt"
     assert bwdp(["replay", str(bag), "--image-topic", "/camera/image_raw/compressed", "--checkpoint",
-                 str(data["ckpt"]), "--out", str(out), "--device", "cpu", "--gt", str(gt_file), "--colormaps", "2",
+                 str(data["ckpt"]), "--out", str(out), "--device", "cpu", "--gt", str(gt_file), "--colormaps", "2", "--num-threads", "1",
+                 "--backend", "eager",
                  "--intrinsics", str(K[0, 0]), str(K[1, 1]), str(K[0, 2]), str(K[1, 2])]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_poses"] == N and metrics["association"] == "by index"

@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gt-topic", default=None,
                         help="nav_msgs/Odometry ground-truth topic in the bag (default: the bag's only Odometry topic)")
     parser.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
+    parser.add_argument("--num-threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--backend", default="auto", help="inference backend (see bwdp_core.nets.fast_inference)")
     parser.add_argument("--metric-scale", type=float, default=1.0, help="the node's metric_scale")
     parser.add_argument("--align", default="sim3", choices=("sim3", "se3", "scale", "none"),
@@ -158,7 +159,8 @@ def main(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    estimator = DepthPoseEstimator(args.checkpoint, device=args.device, backend=args.backend)
+    estimator = DepthPoseEstimator(args.checkpoint, device=args.device, backend=args.backend,
+                                   num_threads=max(0, args.num_threads))
     vo = VisualOdometry(estimator, VOConfig(metric_scale=args.metric_scale))
     log(f"{args.checkpoint} on {estimator.device}, network {estimator.height}x{estimator.width}")
 
