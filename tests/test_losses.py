@@ -21,6 +21,15 @@ H, W, B = 32, 96, 2
 LOSS_TERMS = {"photometric", "smoothness", "depth_consistency", "feature"}
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: these tensors are tiny, and on a shared 2-core machine extra threads only contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _K(batch=B, h=H, w=W):
     K = torch.tensor([[0.6 * w, 0.0, (w - 1) / 2], [0.0, 0.6 * w * h / h, (h - 1) / 2], [0.0, 0.0, 1.0]])
     return K.expand(batch, 3, 3).clone()
