@@ -137,7 +137,7 @@ class VOConfig:
     metric_scale: float = 1.0
     min_depth: float = 0.0        # depth (after metric_scale) below this -> NaN; 0 = no limit
     max_depth: float = 0.0        # depth above this -> NaN; 0 = no limit
-    max_frame_gap: float = 1.0    # s; a longer gap between processed frames -> no motion estimate (tracking lost)
+    max_frame_gap: float = 2.0    # s; a longer gap between processed frames -> no motion estimate (tracking lost)
     max_speed: float = 0.0        # m/s (after metric_scale); faster estimates are rejected (tracking lost); 0 = off
     T_base_camera: np.ndarray = field(default_factory=lambda: transform_from_xyz_rpy((0, 0, 0), OPTICAL_RPY))
 

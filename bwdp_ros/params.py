@@ -114,8 +114,8 @@ SPECS: tuple[ParamSpec, ...] = (
               non_negative),
     ParamSpec("max_depth", 0.0, "depth above this (m, after metric_scale) is published as NaN; 0 = no limit",
               non_negative),
-    ParamSpec("max_frame_gap", 1.0, "longer gaps (s) between processed frames give no motion estimate (tracking "
-              "lost for that frame); 0 = no limit", non_negative),
+    ParamSpec("max_frame_gap", 2.0, "longer gaps (s) between processed frames give no motion estimate (tracking "
+              "lost for that frame; PoseNet learnt motion between nearby frames); 0 = no limit", non_negative),
     ParamSpec("max_speed", 0.0, "faster motion estimates (m/s, after metric_scale) are rejected as tracking lost; "
               "0 = no limit", non_negative),
     ParamSpec("pose_covariance_diagonal", list(DEFAULT_POSE_COVARIANCE),

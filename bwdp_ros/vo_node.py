@@ -89,6 +89,9 @@ class VoNode(Node):
                                            backend=self.params["inference_backend"])
         except BwdpError as err:
             raise StartupError(str(err)) from None
+        except Exception as err:  # e.g. a torch error while tracing the networks: still one line, no traceback
+            raise StartupError(f"cannot prepare the networks of {self.params['checkpoint']}: "
+                               f"{type(err).__name__}: {err}") from None
         self.vo = VisualOdometry(estimator, vo_config_from(self.params))
         self._vo_lock = threading.Lock()
 

@@ -215,7 +215,7 @@ def test_tracking_lost_publishes_the_large_covariance(setup):
         assert np.allclose(np.diag(np.reshape(lost.pose.covariance, (6, 6))), 1.0e6)
         assert np.allclose(np.diag(np.reshape(lost.twist.covariance, (6, 6))), 1.0e6)
     finally:
-        (ok,) = client.set_parameters({"max_frame_gap": 1.0})
+        (ok,) = client.set_parameters({"max_frame_gap": 2.0})
         assert ok.successful
     stamps = _send_and_wait(s, 1)
     tracked = _by_stamp(client.odom, stamps[-1])[0]
