@@ -19,6 +19,9 @@ from bwdp_core.data.sources import FrameSource
 from bwdp_core.errors import DataError
 
 _CACHE_FRAMES = 8
+# Captures inherited through fork (DataLoader workers) are kept alive, never released: releasing one in the child
+# would wait for FFmpeg threads that only exist in the parent and hang the worker forever.
+_INHERITED_CAPTURES: list = []
 _MAX_SKIP_BY_READING = 48  # forward jumps up to this many frames decode through instead of seeking
 
 
@@ -64,6 +67,8 @@ class VideoSource(FrameSource):
     # -- capture handling (one per process) --------------------------------------------------------------------
     def _capture(self):
         if self._cap is None or self._pid != os.getpid():
+            if self._cap is not None:
+                _INHERITED_CAPTURES.append(self._cap)
             cap = cv2.VideoCapture(str(self.path))
             if not cap.isOpened():
                 raise DataError(f"video file {self.path} cannot be opened (unknown container or codec)")
