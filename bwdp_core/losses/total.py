@@ -19,6 +19,7 @@ from typing import Dict, List, Tuple
 import torch
 import torch.nn.functional as F
 
+from bwdp_core.errors import ConfigError
 from bwdp_core.geometry import inverse_warp, scale_intrinsics
 from bwdp_core.losses.adaptive import adaptive_weights, depth_difference
 from bwdp_core.losses.config import LossConfig
@@ -66,6 +67,8 @@ def total_loss(cfg: LossConfig, tgt_img: torch.Tensor, ref_imgs: List[torch.Tens
     batch, _, height, width = tgt_img.shape
     num_refs = len(ref_imgs)
     rows = num_refs * batch
+    if cfg.num_scales > len(pred.disps):
+        raise ConfigError(f"loss.num_scales = {cfg.num_scales} but the network predicts {len(pred.disps)} scales")
     # The reverse direction is needed for the bidirectional terms and for the flow check of eq. 3-4.
     both = cfg.bidirectional or cfg.occlusion
     frames = torch.cat([tgt_img, *ref_imgs], 0)
