@@ -100,10 +100,10 @@ def test_raw_node_survives_hostile_input(ckpt, tmp_path):
         node.wait_ready(120)
         assert client.wait_for_node(30)
         # no camera_info yet: images are refused (log + wait); then an all-zero one: still waiting
-        sent = 0
-        for _ in range(5):
-            client.publish(_image(stamps, data=good.tobytes()))
-            time.sleep(0.05)
+        sent, deadline = 0, time.monotonic() + 30
+        while "no camera_info received" not in node.output and time.monotonic() < deadline:
+            client.publish(_image(stamps, data=good.tobytes()))  # repeated: the first samples may be lost to discovery
+            time.sleep(0.1)
             sent += 1
         for msg in hostile_camera_infos(stamps):
             client.publish_camera_info(msg)
