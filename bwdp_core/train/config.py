@@ -55,7 +55,7 @@ def read_yaml(path: str | os.PathLike) -> dict:
 
 def merge_into(base: dict, update: dict, prefix: tuple[str, ...] = (), origin: str = "config",
                replace_free_form: bool = True) -> dict:
-    """Recursively overwrite ``base`` with ``update`` in place; an unknown key raises ConfigError (``origin`` says where).
+    """Recursively overwrite ``base`` with ``update`` in place; an unknown key raises ConfigError naming ``origin``.
 
     A free-form sub-tree (a data source, loss overrides) given as a whole in a file replaces the default one when
     ``replace_free_form`` (so default keys of another source type do not leak in); ``--set`` merges key by key.
@@ -149,7 +149,8 @@ def validate_config(cfg: dict) -> None:
     _require(cfg, "loss.preset", str, hint="a preset name")
     _require(cfg, "data.height", int, lambda v: v >= 32 and v % 32 == 0, "a positive multiple of 32")
     _require(cfg, "data.width", int, lambda v: v >= 32 and v % 32 == 0, "a positive multiple of 32")
-    _require(cfg, "data.snippet_length", int, lambda v: v >= 3 and v % 2 == 1, "odd and at least 3 (target in the middle)")
+    _require(cfg, "data.snippet_length", int, lambda v: v >= 3 and v % 2 == 1,
+             "odd and at least 3 (target in the middle)")
     _require(cfg, "data.stride", int, pos, "at least 1")
     _require(cfg, "data.augment", bool, hint="true or false")
     _require(cfg, "data.val_fraction", (int, float), lambda v: 0 <= v < 1, "in [0, 1)")

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from torch.utils.data.distributed import DistributedSampler
 
-from bwdp_core.errors import ConfigError, DataError
+from bwdp_core.errors import DataError
 from bwdp_core.train.distributed import DistContext
 
 
@@ -146,8 +146,3 @@ def epoch_loader(data: TrainData, cfg: dict, ctx: DistContext, epoch: int, skip_
     return make_loader(data.train_set, batch, cfg["train"]["workers"], sampler=data.sampler, seed=worker_seed,
                        pin_memory=ctx.device.type == "cuda")
 
-
-def check_batch_keys(batch: dict) -> None:
-    for key in ("tgt_img", "ref_imgs", "intrinsics"):
-        if key not in batch:
-            raise ConfigError(f"the dataset gives no '{key}' in its samples (see bwdp_core.data.snippets)")

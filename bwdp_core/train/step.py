@@ -124,8 +124,8 @@ def train_step(model: torch.nn.Module, loss_cfg, optimizer: torch.optim.Optimize
     if finite:
         scaler.step(optimizer)
     scaler.update()
-    return StepResult(total=float(total.detach()), terms={k: float(torch.as_tensor(v).detach()) for k, v in terms.items()},
-                      visuals=visuals, finite=finite)
+    values = {name: float(torch.as_tensor(value).detach()) for name, value in terms.items()}
+    return StepResult(total=float(total.detach()), terms=values, visuals=visuals, finite=finite)
 
 
 def _touch_all(outputs: dict) -> torch.Tensor:
