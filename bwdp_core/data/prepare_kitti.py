@@ -236,6 +236,8 @@ def prepare_sequence(drive: Drive, camera: str, out: Path, size: tuple[int, int]
     """Write one drive/camera folder (via ``<name>.tmp`` + rename); returns the number of frames written."""
     src_dir = drive.path / f"image_{camera}" / "data"
     files = list_images(src_dir)
+    if len(files) != len(keep):
+        raise DataError(f"{src_dir} has {len(files)} images but image_02/data has {len(keep)}; the drive is incomplete")
     raw_size = read_image_file(files[0]).shape[:2]
     K = resize_intrinsics(rectified_intrinsics(drive.path.parent / "calib_cam_to_cam.txt", camera), raw_size, size)
     final = out / f"{drive.name}_{camera}"
