@@ -276,3 +276,47 @@ def test_bag_without_camera_info_needs_intrinsics(seq, tmp_path):
     _raises({"type": "rosbag", "path": str(path)}, DataError, "no sensor_msgs/CameraInfo", "/cam/image")
     (src,) = build_sources({"type": "rosbag", "path": str(path), "intrinsics": seq.K.tolist()})
     np.testing.assert_array_equal(src.load_image(1), seq.images[1])  # bgr8 decoded to RGB
+
+
+def test_topic_auto_selection(seq, tmp_path):
+    """A bag recorded with image_transport holds X and X/compressed: the raw one is chosen; two cameras need a choice."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from bwdp_core.bags.io import CAMERA_INFO_TYPE, COMPRESSED_TYPE, IMAGE_TYPE, _camera_info_msg, get_typestore
+    from bwdp_core.data.image_msgs import encode_compressed
+
+    store = get_typestore()
+    types = store.types
+
+    def header(i):
+        return types["std_msgs/msg/Header"](stamp=types["builtin_interfaces/msg/Time"](sec=i + 1, nanosec=0),
+                                            frame_id="cam")
+
+    def write(path, cameras):
+        with Writer(path, version=9, storage_plugin=StoragePlugin.SQLITE3) as writer:
+            for cam in cameras:
+                raw = writer.add_connection(f"/{cam}/image_raw", IMAGE_TYPE, typestore=store)
+                comp = writer.add_connection(f"/{cam}/image_raw/compressed", COMPRESSED_TYPE, typestore=store)
+                info = writer.add_connection(f"/{cam}/camera_info", CAMERA_INFO_TYPE, typestore=store)
+                for i, image in enumerate(seq.images):
+                    t = (i + 1) * 10**9
+                    msg = types[IMAGE_TYPE](header=header(i), height=H, width=W, encoding="rgb8", is_bigendian=0,
+                                            step=3 * W, data=image.reshape(-1))
+                    writer.write(raw, t, store.serialize_cdr(msg, IMAGE_TYPE))
+                    fmt, data = encode_compressed(image, "png")
+                    msg = types[COMPRESSED_TYPE](header=header(i), format=fmt, data=np.frombuffer(data, np.uint8))
+                    writer.write(comp, t, store.serialize_cdr(msg, COMPRESSED_TYPE))
+                    K = seq.K * ([[1], [1], [1]] if cam == "left" else [[2], [2], [1]])
+                    writer.write(info, t, store.serialize_cdr(_camera_info_msg(types, t, "cam", K, H, W),
+                                                              CAMERA_INFO_TYPE))
+
+    write(tmp_path / "one", ["left"])
+    src = RosbagSource(tmp_path / "one")
+    assert src.image_topic == "/left/image_raw" and src.info_topic == "/left/camera_info"
+    write(tmp_path / "two", ["left", "right"])
+    _raises({"type": "rosbag", "path": str(tmp_path / "two")}, DataError, "several image topics",
+            "/left/image_raw", "/right/image_raw")
+    src = RosbagSource(tmp_path / "two", image_topic="/right/image_raw/compressed")
+    assert src.info_topic == "/right/camera_info"
+    np.testing.assert_allclose(src.intrinsics[0, 0], 2 * seq.K[0, 0])
+    np.testing.assert_array_equal(src.load_image(2), seq.images[2])  # png: lossless

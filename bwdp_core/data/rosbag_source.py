@@ -34,20 +34,35 @@ from bwdp_core.data.sources import FrameSource
 from bwdp_core.errors import DataError
 
 
+def _transport_base(topic: str) -> str:
+    """``/cam/image_raw/compressed`` -> ``/cam/image_raw`` (image_transport sub-topics name their raw topic)."""
+    for suffix in ("/compressed", "/compressedDepth", "/theora"):
+        if topic.endswith(suffix):
+            return topic[: -len(suffix)]
+    return topic
+
+
 def _pick_topic(reader, path, types, wanted: str | None, what: str, near: str | None = None) -> str | None:
+    """The topic to use: ``wanted`` (checked), else the only one of ``types``; with several, the raw one of an
+    image_transport family (``X`` over ``X/compressed``), or the one in the namespace of ``near``."""
     if wanted:
         topic_connections(reader, path, wanted, types)
         return wanted
     candidates = sorted({c.topic for c in reader.connections if c.msgtype in types})
+    candidates = [t for t in candidates if not t.endswith("/compressedDepth")] or candidates
     if len(candidates) == 1:
         return candidates[0]
-    if near and candidates:
-        namespace = near.rsplit("/", 1)[0]
-        siblings = [t for t in candidates if t.rsplit("/", 1)[0] == namespace or t.startswith(namespace + "/")]
-        if len(siblings) == 1:
-            return siblings[0]
     if not candidates:
         return None
+    bases = {_transport_base(t) for t in candidates}
+    if len(bases) == 1:
+        base = bases.pop()
+        return base if base in candidates else candidates[0]
+    if near:
+        namespace = _transport_base(near).rsplit("/", 1)[0]
+        siblings = [t for t in candidates if t.rsplit("/", 1)[0] == namespace]
+        if len(siblings) == 1:
+            return siblings[0]
     raise DataError(f"bag {path} has several {what} topics ({', '.join(candidates)}); choose one")
 
 
