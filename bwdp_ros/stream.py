@@ -71,8 +71,22 @@ def _param_text(value) -> str:
     return str(value)
 
 
+def _exit_with_parent() -> None:
+    """In the child: get SIGTERM when the parent dies (Linux), so a killed test run leaves no node behind."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 class VoNodeProcess:
-    """The VO node in its own process (``python -m bwdp_ros.vo_node``); always stopped on exit of the ``with``."""
+    """The VO node in its own process (``python -m bwdp_ros.vo_node``); always stopped on exit of the ``with``.
+
+    The node also gets SIGTERM if the thread that started it dies (PR_SET_PDEATHSIG): start it from a long-lived
+    thread (the main one).
+    """
 
     def __init__(self, checkpoint, domain_id: int, params: Optional[dict] = None, params_file=None,
                  remaps: Optional[dict] = None, log_path=None, python: str = sys.executable):
@@ -98,7 +112,7 @@ class VoNodeProcess:
     def start(self) -> "VoNodeProcess":
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_exit_with_parent)
         return self
 
     @property
