@@ -22,6 +22,7 @@ setup(
         "torch>=2.1",
         "numpy>=1.23",
         "opencv-python-headless>=4.8,<5",
+        "pillow>=9",
         "pyyaml>=6",
         "tqdm>=4.60",
         "tensorboard>=2.12",
