@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from bwdp_core.train.loop import RANK_DUMP_ENV
@@ -24,6 +25,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_keep_identical_parameters(tmp_path):
     # 6 frames -> 4 snippets: 2 per rank, batch 1 -> 2 steps per epoch, so step 3 starts a new (reshuffled) epoch
     cfg = tiny_config(tmp_path / "c.yaml", iterations=ITERATIONS, frames=6, batch=1,

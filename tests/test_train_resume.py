@@ -11,6 +11,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import torch
 
 from bwdp_core.train.checkpointing import capture_rng_state, restore_rng_state
@@ -29,6 +30,7 @@ def _config(tmp_path):
                        train={"ckpt_every": 3, "val_every": 4})
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
     cfg = _config(tmp_path)
 

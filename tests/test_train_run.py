@@ -13,6 +13,7 @@ from test_train_config import run_bwdp, tiny_config
 ITERATIONS = 24
 
 
+@pytest.mark.slow
 def test_train_end_to_end_loss_falls_and_logs(tmp_path):
     # 3 snippets and batch 3: every step sees the same frames, so the loss curve is the optimisation, not batch noise
     cfg = tiny_config(tmp_path / "c.yaml", iterations=ITERATIONS, frames=5, batch=3,
