@@ -70,6 +70,7 @@ def baseline_step(disp_net, pose_net, img, ref, sync):
 
 
 def bench_size(height, width, device, variants, rounds, warmup, num_layers, threads):
+    load_before = [round(v, 2) for v in os.getloadavg()]
     torch.manual_seed(0)
     disp_net = DispNet(num_layers).to(device).eval()
     pose_net = PoseNet(num_layers).to(device).eval()
@@ -134,6 +135,8 @@ def bench_size(height, width, device, variants, rounds, warmup, num_layers, thre
     return {
         "size": key,
         "device": str(device),
+        "load_avg_before": load_before,  # 1/5/15-min load of the shared machine around this size's timing
+        "load_avg_after": [round(v, 2) for v in os.getloadavg()],
         "gflop_per_frame": round(flops / 1e9, 3),
         "variants": results,
         "errors": errors,
@@ -155,6 +158,8 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="auto = the CPU, plus CUDA when present")
     parser.add_argument("--variants", default=None, help="comma-separated subset of backends to time")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other (size, device) entries already in --out (re-time one size when quiet)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                       "infer.json"))
     args = parser.parse_args(argv)
@@ -195,6 +200,12 @@ def main(argv=None) -> int:
                 bench_size(height, width, device, variants, args.rounds, args.warmup, args.num_layers, args.threads)
             )
     report["load_avg_after"] = [round(v, 2) for v in os.getloadavg()]
+    if args.merge and os.path.isfile(args.out):
+        with open(args.out) as handle:
+            previous = json.load(handle)
+        fresh = {(r["size"], r["device"]) for r in report["results"]}
+        kept = [r for r in previous.get("results", []) if (r["size"], r["device"]) not in fresh]
+        report["results"] = kept + report["results"]
     text = json.dumps(report, indent=2)
     print(text)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
