@@ -1,9 +1,17 @@
 """Benchmark: seconds per optimisation step (forward + backward + Adam) of the full method on CPU.
 
 3-frame snippets (tgt + 2 refs), batch 4, 128x416, DispNet-R18 + PoseNet-R18, loss preset "full",
-torch.set_num_threads(2).  Prints JSON and writes bench/results/train_step.json.
+torch.set_num_threads(2).  Several variants are timed INTERLEAVED (one step of each in turn, each with its own
+networks and optimizer), so a load change on the shared machine hits all of them alike.  Prints JSON and writes
+bench/results/train_step.json, with the 1-minute load average before and after.
 
-    python bench/train_step.py [--steps 5] [--warmup 1] [--threads 2] [--preset full] [--inverse-pose]
+    python bench/train_step.py [--steps 4] [--variants default fused_adam channels_last inverse_pose fastest]
+
+variants: default        = the full method as configured by default (second PoseNet pass, torch's default Adam)
+          fused_adam     = + torch.optim.Adam(fused=True)
+          channels_last  = + networks and inputs in channels_last memory format
+          inverse_pose   = + T_{r->t} = invert_pose(T_{t->r}) (LossConfig.inverse_pose; no second PoseNet pass)
+          fastest        = fused_adam + channels_last + inverse_pose
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -26,65 +35,85 @@ from bwdp_core.model import predict_snippet  # noqa: E402
 from bwdp_core.nets.disp_net import DispNet  # noqa: E402
 from bwdp_core.nets.pose_net import PoseNet  # noqa: E402
 
+VARIANTS = {
+    "default": {},
+    "fused_adam": {"fused": True},
+    "channels_last": {"channels_last": True},
+    "inverse_pose": {"inverse_pose": True},
+    "fastest": {"fused": True, "channels_last": True, "inverse_pose": True},
+}
+PHASES = ("networks_forward", "loss_forward", "backward", "adam")
+
+
+class Variant:
+    def __init__(self, name, preset, batch, height, width, fused=False, channels_last=False, inverse_pose=False):
+        torch.manual_seed(0)
+        self.name = name
+        self.disp_net, self.pose_net = DispNet(18).train(), PoseNet(18).train()
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.disp_net.to(memory_format=fmt), self.pose_net.to(memory_format=fmt)
+        params = list(self.disp_net.parameters()) + list(self.pose_net.parameters())
+        self.optimizer = torch.optim.Adam(params, lr=1e-4, **({"fused": True} if fused else {}))
+        self.cfg = loss_config(preset, inverse_pose=inverse_pose)
+        g = torch.Generator().manual_seed(0)
+        self.tgt = torch.rand(batch, 3, height, width, generator=g).contiguous(memory_format=fmt)
+        self.refs = [torch.rand(batch, 3, height, width, generator=g).contiguous(memory_format=fmt) for _ in range(2)]
+        self.K = torch.tensor([[0.58 * width, 0, width / 2], [0, 0.58 * width, height / 2], [0, 0, 1]]).expand(
+            batch, 3, 3).contiguous()
+        self.times, self.phases = [], []
+
+    def step(self, record: bool):
+        t0 = time.perf_counter()
+        pred = predict_snippet(self.disp_net, self.pose_net, self.tgt, self.refs, self.cfg)
+        t1 = time.perf_counter()
+        total, _, _ = total_loss(self.cfg, self.tgt, self.refs, self.K, pred)
+        t2 = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        t3 = time.perf_counter()
+        self.optimizer.step()
+        t4 = time.perf_counter()
+        if record:
+            self.times.append(t4 - t0)
+            self.phases.append((t1 - t0, t2 - t1, t3 - t2, t4 - t3))
+
+    def summary(self):
+        return {"seconds_per_step_median": statistics.median(self.times), "seconds_per_step_min": min(self.times),
+                "seconds_per_step_mean": statistics.mean(self.times),
+                "phases_median_s": {p: statistics.median(x[i] for x in self.phases) for i, p in enumerate(PHASES)}}
+
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per variant (after --warmup)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--height", type=int, default=128)
     parser.add_argument("--width", type=int, default=416)
     parser.add_argument("--preset", default="full")
-    parser.add_argument("--inverse-pose", action="store_true")
-    parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--adam", choices=("default", "foreach", "fused"), default="default",
-                        help="torch.optim.Adam implementation (default = torch's choice for CPU)")
+    parser.add_argument("--variants", nargs="+", default=["default", "fastest"], choices=list(VARIANTS))
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "train_step.json"))
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    disp_net, pose_net = DispNet(18), PoseNet(18)
-    if args.channels_last:
-        disp_net, pose_net = disp_net.to(memory_format=torch.channels_last), pose_net.to(memory_format=torch.channels_last)
-    disp_net.train(), pose_net.train()
-    cfg = loss_config(args.preset, inverse_pose=args.inverse_pose)
-    adam_kwargs = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[args.adam]
-    optimizer = torch.optim.Adam(list(disp_net.parameters()) + list(pose_net.parameters()), lr=1e-4, **adam_kwargs)
-    b, h, w = args.batch, args.height, args.width
-    tgt = torch.rand(b, 3, h, w)
-    refs = [torch.rand(b, 3, h, w) for _ in range(2)]
-    K = torch.tensor([[0.58 * w, 0, w / 2], [0, 1.92 * h, h / 2], [0, 0, 1]]).expand(b, 3, 3).contiguous()
-
-    times, phases = [], []
+    load_before = os.getloadavg()
+    variants = [Variant(name, args.preset, args.batch, args.height, args.width, **VARIANTS[name])
+                for name in args.variants]
     for step in range(args.warmup + args.steps):
-        t0 = time.perf_counter()
-        pred = predict_snippet(disp_net, pose_net, tgt, refs, cfg)
-        t1 = time.perf_counter()
-        total, _, _ = total_loss(cfg, tgt, refs, K, pred)
-        t2 = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        t3 = time.perf_counter()
-        optimizer.step()
-        t4 = time.perf_counter()
-        if step >= args.warmup:
-            times.append(t4 - t0)
-            phases.append((t1 - t0, t2 - t1, t3 - t2, t4 - t3))
+        for variant in variants:
+            variant.step(record=step >= args.warmup)
 
-    n = len(phases)
     result = {
         "benchmark": "train_step",
-        "seconds_per_step": sum(times) / n,
-        "seconds_per_step_min": min(times),
-        "phases_mean_s": {name: sum(p[i] for p in phases) / n
-                          for i, name in enumerate(("networks_forward", "loss_forward", "backward", "adam"))},
-        "steps": n, "warmup": args.warmup, "threads": args.threads, "batch": b, "height": h, "width": w,
-        "snippet_length": 3, "preset": args.preset, "inverse_pose": args.inverse_pose,
-        "channels_last": args.channels_last, "adam": args.adam, "num_scales": cfg.num_scales,
+        "seconds_per_step": variants[0].summary()["seconds_per_step_median"],
+        "headline_variant": variants[0].name,
+        "variants": {v.name: {**VARIANTS[v.name], **v.summary()} for v in variants},
+        "steps": args.steps, "warmup": args.warmup, "threads": args.threads, "batch": args.batch,
+        "height": args.height, "width": args.width, "snippet_length": 3, "preset": args.preset,
+        "num_scales": variants[0].cfg.num_scales,
         "torch": torch.__version__, "cpu_count": os.cpu_count(), "platform": platform.platform(),
-        "load_average": os.getloadavg(),
+        "load_average_before": load_before, "load_average_after": os.getloadavg(),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
