@@ -291,3 +291,16 @@ def test_implausible_occlusion_masks_are_dropped():
     assert terms["valid_fraction"] > 0.5 and terms["photometric"] > 0
     terms = total_loss(loss_config("full", max_occluded_fraction=1.0), tgt, refs, _K(), pred)[1]
     assert terms["valid_fraction"] < 0.2
+
+
+def test_one_direction_with_occlusion_uses_only_ref_to_tgt():
+    tgt, refs = _images()
+    pred = _prediction(disp_value=0.2, pose_vec=torch.tensor([[0.3, 0.0, 0.3, 0.0, 0.02, 0.0]]).repeat(2 * B, 1))
+    with torch.no_grad():
+        pred.disps[0][:B, :, 8:20, 30:50] = 1.0
+    one = total_loss(loss_config("baseline", occlusion=True, depth_consistency=True, feature_perception=True),
+                     tgt, refs, _K(), pred)[1]
+    both = total_loss(loss_config("full"), tgt, refs, _K(), pred)[1]
+    assert one["occluded_fraction"] > 0
+    for name in ("depth_consistency", "feature"):
+        assert 0 < one[name] < both[name]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from bwdp_core.losses.masking import masked_mean_per_direction
+
 
 def normalise_features(features: torch.Tensor) -> torch.Tensor:
     """Detach and scale every pixel's feature vector to unit root-mean-square: f / sqrt(mean_c f² + ε).
@@ -28,3 +30,12 @@ def feature_perception_error(target_features: torch.Tensor, warped_features: tor
     directions (total.py).
     """
     return (target_features - warped_features).abs().mean(1, keepdim=True)
+
+
+def feature_perception_loss(error: torch.Tensor, mask: torch.Tensor, num_directions: int = 1) -> torch.Tensor:
+    """Eq. 5: L_feat^bi = Σ_dir mean over valid, non-occluded pixels of ‖f_target − f̂_source‖.
+
+    error: [P,1,h,w] from :func:`feature_perception_error`; mask: [P,1,h,w] float; rows are ``num_directions``
+    contiguous direction blocks -> scalar.
+    """
+    return masked_mean_per_direction(error, mask, num_directions).sum()

@@ -14,6 +14,18 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum() / mask.sum().clamp(min=1.0)
 
 
+def masked_mean_per_direction(values: torch.Tensor, mask: torch.Tensor, num_directions: int) -> torch.Tensor:
+    """Masked mean of each direction block of a pair batch.
+
+    values, mask: [P,1,H,W], P = num_directions · rows (rows of one direction contiguous) -> [num_directions].
+    Per-row sums first, so the backward pass never materialises full-size slices; a direction without valid
+    pixels gives a graph-keeping 0.
+    """
+    weighted = (values * mask).flatten(1).sum(1).view(num_directions, -1).sum(1)
+    count = mask.expand_as(values).flatten(1).sum(1).view(num_directions, -1).sum(1)
+    return weighted / count.clamp(min=1.0)
+
+
 def guard_min_valid(mask: torch.Tensor, min_fraction: float) -> torch.Tensor:
     """Zero the mask of every sample whose fraction of valid pixels is below ``min_fraction``.
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from bwdp_core.losses.masking import masked_mean_per_direction
+
 SSIM_C1 = 0.01 ** 2
 SSIM_C2 = 0.03 ** 2
 
@@ -42,3 +44,13 @@ def photometric_error(image: torch.Tensor, synthesised: torch.Tensor, ssim_weigh
         return l1.mean(1, keepdim=True)
     dssim = ((1 - ssim(image, synthesised)) / 2).clamp(0, 1)
     return ((1 - ssim_weight) * l1 + ssim_weight * dssim).mean(1, keepdim=True)
+
+
+def weighted_photometric_loss(error: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor,
+                              num_directions: int = 1) -> torch.Tensor:
+    """Eq. 2 (with eq. 1): L_p^biw = Σ_dir mean over valid pixels of (1 − M_occ^dir) · W_aw^dir · ρ^dir.
+
+    error ρ, weights W_aw (ones when switched off): [P,1,H,W]; mask: [P,1,H,W] float = in view · (1 − M_occ)
+    (· auto-mask); rows are ``num_directions`` contiguous direction blocks -> scalar.
+    """
+    return masked_mean_per_direction(error * weights, mask, num_directions).sum()

@@ -24,10 +24,10 @@ from bwdp_core.geometry import inverse_warp, scale_intrinsics
 from bwdp_core.losses.adaptive import adaptive_weights, depth_difference
 from bwdp_core.losses.config import LossConfig
 from bwdp_core.losses.consistency import depth_structure_consistency
-from bwdp_core.losses.feature import feature_perception_error, normalise_features
+from bwdp_core.losses.feature import feature_perception_error, feature_perception_loss, normalise_features
 from bwdp_core.losses.masking import guard_min_valid
 from bwdp_core.losses.occlusion import drop_implausible_occlusion, occlusion_mask
-from bwdp_core.losses.photometric import photometric_error
+from bwdp_core.losses.photometric import photometric_error, weighted_photometric_loss
 from bwdp_core.losses.smoothness import edge_aware_smoothness
 
 
@@ -40,19 +40,9 @@ def _pairs(frames: torch.Tensor, batch: int, num_refs: int, both: bool) -> Tuple
     return torch.cat([tgt, refs], 0), torch.cat([refs, tgt], 0)
 
 
-def _direction_mean(values: torch.Tensor, mask: torch.Tensor, rows: int, both: bool) -> torch.Tensor:
-    """Σ over directions of the masked mean of each direction (eq. 1/5/6 structure).
-
-    values, mask: [P,1,H,W] for the P pair rows; rows = N·B rows per direction.  Per-row sums first, so the
-    backward pass never materialises full-size slices.  A direction without valid pixels contributes a
-    graph-keeping 0.
-    """
-    weighted = (values * mask).flatten(1).sum(1)
-    count = mask.flatten(1).sum(1)
-    term = weighted[:rows].sum() / count[:rows].sum().clamp(min=1.0)
-    if both:
-        term = term + weighted[rows:].sum() / count[rows:].sum().clamp(min=1.0)
-    return term
+def _used(tensor: torch.Tensor, rows: int, bidirectional: bool) -> torch.Tensor:
+    """The pair rows a term uses: all of them, or only ref→tgt when the terms are one-directional."""
+    return tensor if bidirectional or tensor.shape[0] == rows else tensor[:rows]
 
 
 def total_loss(cfg: LossConfig, tgt_img: torch.Tensor, ref_imgs: List[torch.Tensor], K: torch.Tensor,
@@ -76,6 +66,7 @@ def total_loss(cfg: LossConfig, tgt_img: torch.Tensor, ref_imgs: List[torch.Tens
     poses = torch.cat([pred.poses_tgt_to_ref, pred.poses_ref_to_tgt], 0) if both else pred.poses_tgt_to_ref
     K_pairs = K.repeat(poses.shape[0] // batch, 1, 1)
     need_source_depth = cfg.depth_consistency or cfg.adaptive_weights
+    directions = 2 if cfg.bidirectional else 1
 
     photo_terms, dsc_terms, smooth_terms = [], [], []
     visuals: Dict[str, torch.Tensor] = {}
@@ -110,8 +101,12 @@ def total_loss(cfg: LossConfig, tgt_img: torch.Tensor, ref_imgs: List[torch.Tens
             if cfg.adaptive_weights:
                 weights = adaptive_weights(depth_diff)
             if cfg.depth_consistency:
-                dsc_terms.append(_direction_mean(depth_diff, geometric_mask, rows, cfg.bidirectional))
-        photo_terms.append(_direction_mean(error * weights, photo_mask, rows, cfg.bidirectional))
+                dsc_terms.append(depth_structure_consistency(
+                    _used(depth_diff, rows, cfg.bidirectional), _used(geometric_mask, rows, cfg.bidirectional),
+                    directions))
+        photo_terms.append(weighted_photometric_loss(
+            _used(error, rows, cfg.bidirectional), _used(weights, rows, cfg.bidirectional),
+            _used(photo_mask, rows, cfg.bidirectional), directions))
 
         # edge-aware smoothness on every frame (tgt and refs), at this scale's own resolution
         images = frames if disp.shape[-2:] == (height, width) else F.interpolate(
@@ -140,7 +135,7 @@ def total_loss(cfg: LossConfig, tgt_img: torch.Tensor, ref_imgs: List[torch.Tens
         terms["depth_consistency"] = average(dsc_terms)
         total = total + cfg.w_dsc * terms["depth_consistency"]
     if cfg.feature_perception:
-        terms["feature"] = feature_perception_loss(cfg, pred, target_depth0, poses, K, occluded0, rows, both)
+        terms["feature"] = feature_term(cfg, pred, target_depth0, poses, K, occluded0, rows)
         total = total + cfg.w_feat * terms["feature"]
 
     with torch.no_grad():
@@ -150,9 +145,9 @@ def total_loss(cfg: LossConfig, tgt_img: torch.Tensor, ref_imgs: List[torch.Tens
     return total, terms, visuals
 
 
-def feature_perception_loss(cfg: LossConfig, pred, target_depth: torch.Tensor, poses: torch.Tensor,
-                            K: torch.Tensor, occluded: torch.Tensor, rows: int, both: bool) -> torch.Tensor:
-    """Eq. 5: L_feat^bi = Σ_dir mean over valid, non-occluded pixels of ‖f_target − f̂_source‖.
+def feature_term(cfg: LossConfig, pred, target_depth: torch.Tensor, poses: torch.Tensor, K: torch.Tensor,
+                 occluded: torch.Tensor, rows: int) -> torch.Tensor:
+    """Eq. 5 on the pair batch: L_feat^bi = Σ_dir mean over valid, non-occluded pixels of ‖f_target − f̂_source‖.
 
     Features of encoder level l (pred.features[l], [(1+N)·B,C,h,w]) are normalised and detached
     (see feature.normalise_features); the source features are warped at their own resolution with the target
@@ -167,7 +162,7 @@ def feature_perception_loss(cfg: LossConfig, pred, target_depth: torch.Tensor, p
     for level in cfg.feature_levels:
         features = normalise_features(pred.features[level])
         h, w = features.shape[-2:]
-        target_f, source_f = _pairs(features, batch, num_refs, both)
+        target_f, source_f = _pairs(features, batch, num_refs, poses.shape[0] > rows)
         depth_small = F.interpolate(target_depth, size=(h, w), mode="bilinear", align_corners=False)
         K_small = scale_intrinsics(K, w / width, h / height).repeat(poses.shape[0] // batch, 1, 1)
         warp = inverse_warp(source_f, depth_small, None, poses, K_small)
@@ -176,5 +171,6 @@ def feature_perception_loss(cfg: LossConfig, pred, target_depth: torch.Tensor, p
             mask = mask * (F.interpolate(occluded, size=(h, w), mode="area") < 0.5).to(mask.dtype)
         mask = guard_min_valid(mask, cfg.min_valid_fraction)
         error = feature_perception_error(target_f, warp.warped)
-        losses.append(_direction_mean(error, mask, rows, cfg.bidirectional))
+        losses.append(feature_perception_loss(_used(error, rows, cfg.bidirectional),
+                                              _used(mask, rows, cfg.bidirectional), 2 if cfg.bidirectional else 1))
     return torch.stack(losses).mean()
