@@ -523,11 +523,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", type=Path, default=Path("demo_cache"),
                         help="rendered data and trained checkpoints, reused by later runs (default: demo_cache)")
     parser.add_argument("--config", type=Path, default=DEMO_CONFIG, help="demo settings (default: config/demo.yaml)")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="training budget instead of the profile's (a different budget is a different cache key)")
 
 
 def main(args: argparse.Namespace) -> int:
     t_start = time.monotonic()
     settings = DemoSettings.load("toy" if args.toy else "demo", args.config)
+    if args.iterations is not None:
+        if args.iterations < 1:
+            raise ConfigError(f"--iterations must be >= 1, got {args.iterations}")
+        settings = DemoSettings(**{**settings.__dict__, "iterations": args.iterations})
     out: Path = args.out.resolve()
     cache: Path = args.cache.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -552,7 +558,7 @@ def main(args: argparse.Namespace) -> int:
     timings["node_s"] = time.monotonic() - t
 
     t = time.monotonic()
-    metrics, plots = score(record_dir, heldout_root, out, settings)
+    metrics, plots = score(record_dir, heldout_root, out, settings, checkpoint)
     odo = metrics["odometry"]
     plot_trajectory(out / "trajectory.png", plots["gt"], plots["pred"], plots["const_vel"],
                     f"held-out street (seed {settings.heldout_seed}), {odo['frames_evaluated']} frames: ATE "
@@ -644,7 +650,8 @@ def load_recording(record_dir: Path, published_frames: int) -> Recording:
                      depth=depth, frames_published=len(published), tf_count=tf_count)
 
 
-def score(record_dir: Path, heldout_root: Path, out: Path, settings: DemoSettings) -> tuple[dict, dict]:
+def score(record_dir: Path, heldout_root: Path, out: Path, settings: DemoSettings,
+          checkpoint: Path) -> tuple[dict, dict]:
     """Metrics of the node's outputs and of both trivial baselines; returns (metrics, plot data)."""
     rec = load_recording(record_dir, settings.heldout_frames)
     if len(rec.frame_index) < 3:
@@ -663,7 +670,7 @@ def score(record_dir: Path, heldout_root: Path, out: Path, settings: DemoSetting
     odom_node = run_eval_odom(eval_dir / "node.txt", eval_dir / "gt.txt", eval_dir / "odom_node")
     odom_base = run_eval_odom(eval_dir / "constant_velocity.txt", eval_dir / "gt.txt", eval_dir / "odom_constant_velocity")
 
-    depth_node, depth_base, depth_frames = score_depth(rec, heldout_root, eval_dir)
+    depth = score_depth(rec, heldout_root, checkpoint, eval_dir)
 
     span = rec.receive_time_s[-1] - rec.receive_time_s[0]
     metrics = {
@@ -676,12 +683,7 @@ def score(record_dir: Path, heldout_root: Path, out: Path, settings: DemoSetting
             "baseline_constant_velocity_ate_m": odom_base["ate_m"]["rmse"],
             "baseline_constant_velocity_t_err_percent": odom_base["kitti"]["t_err_percent"],
         },
-        "depth": {
-            "frames_evaluated": len(depth_frames),
-            "abs_rel": depth_node.get("abs_rel"),
-            "delta1": depth_node.get("delta1"),
-            "baseline_median_depth_abs_rel": depth_base.get("abs_rel"),
-        },
+        "depth": depth,
         "node": {
             "frames_published": int(rec.frames_published),
             "frames_processed": int(len(idx)),
@@ -694,7 +696,8 @@ def score(record_dir: Path, heldout_root: Path, out: Path, settings: DemoSetting
         },
         "evaluator_output": {"odometry_node": str(eval_dir / "odom_node"),
                              "odometry_constant_velocity": str(eval_dir / "odom_constant_velocity"),
-                             "depth": str(eval_dir / "depth_metrics.json")},
+                             "depth_checkpoint": str(eval_dir / "depth_checkpoint"),
+                             "depth_node_and_baseline": str(eval_dir / "depth_node_and_baseline.json")},
     }
     o, d = metrics["odometry"], metrics["depth"]
     metrics["beats_baselines"] = {
@@ -704,31 +707,42 @@ def score(record_dir: Path, heldout_root: Path, out: Path, settings: DemoSetting
                         and d["abs_rel"] < d["baseline_median_depth_abs_rel"]),
     }
     plots = {"gt": gt, "pred": pred, "const_vel": const_vel,
-             "depth_strip": depth_strip_data(rec, heldout_root, depth_frames)}
+             "depth_strip": depth_strip_data(rec, heldout_root, sorted(rec.depth))}
     return metrics, plots
 
 
-def score_depth(rec: Recording, heldout_root: Path, eval_dir: Path) -> tuple[dict, dict, list[int]]:
-    """AbsRel (per-image median scaling, no Garg crop: these are not KITTI frames) of the node's depth and of a
-    constant depth map, on every frame the node published depth for."""
+def score_depth(rec: Recording, heldout_root: Path, checkpoint: Path, eval_dir: Path) -> dict:
+    """Depth AbsRel (per-image median scaling; no Garg crop: these are not KITTI frames):
+
+    - ``abs_rel``: `bwdp eval-depth` of the checkpoint on every held-out frame (the network the node runs);
+    - ``node_abs_rel``: the depth images the node actually published over DDS, same protocol;
+    - ``baseline_median_depth_abs_rel``: a constant depth map on every held-out frame (with median scaling every
+      constant is the ground truth's median)."""
     from bwdp_core.eval.depth_metrics import compute_depth_metrics
 
-    frames = sorted(rec.depth)
-    if not frames:
+    out_dir = eval_dir / "depth_checkpoint"
+    run_step(bwdp_command("eval-depth", "--checkpoint", checkpoint, "--data", heldout_root, "--device", "cpu",
+                          "--out", out_dir), "bwdp eval-depth", log=out_dir.with_suffix(".log"))
+    checkpoint_metrics = _read_metrics_json(out_dir)["metrics"]
+
+    if not rec.depth:
         raise DemoError("the node published no depth image")
-    gts, preds, consts = [], [], []
-    for i in frames:
+    node_gts, node_preds = [], []
+    for i in sorted(rec.depth):
         gt = load_gt_depth(heldout_root, i)
-        pred = resize_depth(rec.depth[i], gt.shape)
-        valid = gt > 0
-        gts.append(gt)
-        preds.append(pred)
-        consts.append(np.full_like(gt, np.median(gt[valid]) if valid.any() else 1.0))
-    node = compute_depth_metrics(gts, preds, median_scaling=True, garg_crop=False)
+        node_gts.append(gt)
+        node_preds.append(resize_depth(rec.depth[i], gt.shape))
+    node = compute_depth_metrics(node_gts, node_preds, median_scaling=True, garg_crop=False)
+    gts = [load_gt_depth(heldout_root, i) for i in range(len(sorted((heldout_root / "sequences" / "00" / "depth")
+                                                                     .glob("*.npy"))))]
+    consts = [np.full_like(gt, np.median(gt[gt > 0]) if (gt > 0).any() else 1.0) for gt in gts]
     const = compute_depth_metrics(gts, consts, median_scaling=True, garg_crop=False)
-    eval_dir.mkdir(parents=True, exist_ok=True)
-    (eval_dir / "depth_metrics.json").write_text(json.dumps({"node": node, "constant_median": const}, indent=2))
-    return node["metrics"], const["metrics"], frames
+    (eval_dir / "depth_node_and_baseline.json").write_text(
+        json.dumps({"node_published_depth": node, "constant_median_depth": const}, indent=2))
+    return {"frames_evaluated": const["num_images"], "abs_rel": checkpoint_metrics["abs_rel"],
+            "delta1": checkpoint_metrics["delta1"], "node_frames_evaluated": node["num_images"],
+            "node_abs_rel": node["metrics"]["abs_rel"],
+            "baseline_median_depth_abs_rel": const["metrics"]["abs_rel"]}
 
 
 def load_gt_depth(root: Path, i: int) -> np.ndarray:
@@ -796,8 +810,8 @@ def print_summary(metrics: dict, out: Path) -> None:
           f"at {fmt(n['fps'], '.1f')} FPS (latency p50 {n['latency_ms_p50']:.0f} ms, p95 {n['latency_ms_p95']:.0f} ms)")
     print(f"  odometry  ATE {fmt(o['ate_m'])} m (sim3-aligned), t_err {fmt(o['t_err_percent'], '.2f')} % - "
           f"{verdict[beats['ate']]} constant velocity (ATE {fmt(o['baseline_constant_velocity_ate_m'])} m)")
-    print(f"  depth     AbsRel {fmt(d['abs_rel'])} - {verdict[beats['abs_rel']]} a constant median depth map "
-          f"(AbsRel {fmt(d['baseline_median_depth_abs_rel'])})")
+    print(f"  depth     AbsRel {fmt(d['abs_rel'])} (the node's published depth: {fmt(d['node_abs_rel'])}) - "
+          f"{verdict[beats['abs_rel']]} a constant median depth map (AbsRel {fmt(d['baseline_median_depth_abs_rel'])})")
     t = metrics["timings"]
     print(f"  wall time {t['total_s']:.0f} s (" + ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in t.items()
                                                      if k != "total_s") + ")")
