@@ -1,7 +1,8 @@
 """Run the two networks on a snippet: disparities + encoder features of every frame, and the relative poses.
 
     tgt_img, ref_imgs --DispNet (one batched forward over all frames)--> disparities per scale, encoder features
-                      --PoseNet (tgt, ref)--> T_{t->r};  T_{r->t} = second pass PoseNet(ref, tgt) or invert_pose(T_{t->r})
+                      --PoseNet (tgt, ref)--> T_{t->r}
+                      T_{r->t} = second pass PoseNet(ref, tgt), or invert_pose(T_{t->r}) (LossConfig.inverse_pose)
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """Geometry and masks against the renderer's ground truth (bwdp synth): GT depth + GT pose reproduce the target,
 wrong pose / depth scale do not, the camera-flow occlusion mask matches the z-buffer, W_aw ≈ 1 where depths agree."""
 
-import numpy as np
 import pytest
 import torch
 
