@@ -682,6 +682,7 @@ def score(record_dir: Path, heldout_root: Path, out: Path, settings: DemoSetting
             "kitti_segment_lengths_m": odom_node["kitti"]["segment_lengths_m"],
             "baseline_constant_velocity_ate_m": odom_base["ate_m"]["rmse"],
             "baseline_constant_velocity_t_err_percent": odom_base["kitti"]["t_err_percent"],
+            "baseline_constant_velocity_r_err_deg_per_100m": odom_base["kitti"]["r_err_deg_per_100m"],
         },
         "depth": depth,
         "node": {
