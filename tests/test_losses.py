@@ -189,7 +189,9 @@ def test_multi_scale_config_uses_every_scale():
     assert all(d.grad is not None and d.grad.abs().sum() > 0 for d in pred.disps)
     pred = _prediction(seed=2)
     total_loss(loss_config("full", num_scales=1), tgt, refs, _K(), pred)[0].backward()
-    assert pred.disps[0].grad.abs().sum() > 0 and all(d.grad is None for d in pred.disps[1:])
+    assert pred.disps[0].grad.abs().sum() > 0
+    # unused scales get an exact zero gradient (in the graph, so DistributedDataParallel sees every head used)
+    assert all(d.grad is not None and d.grad.abs().sum() == 0 for d in pred.disps[1:])
 
 
 # ------------------------------------------------------------------------------------------------------ degenerate
@@ -304,3 +306,36 @@ def test_one_direction_with_occlusion_uses_only_ref_to_tgt():
     assert one["occluded_fraction"] > 0
     for name in ("depth_consistency", "feature"):
         assert 0 < one[name] < both[name]
+
+
+def test_distributed_data_parallel_sees_every_parameter_used(tmp_path):
+    """DDP (without find_unused_parameters) needs a gradient for every parameter, also the decoder heads of scales
+    the loss does not use (num_scales = 1)."""
+    import dataclasses as dc
+
+    import torch.distributed as dist
+
+    from bwdp_core.nets.disp_net import DispNet
+    from bwdp_core.nets.pose_net import PoseNet
+
+    class Snippet(torch.nn.Module):
+        def __init__(self, cfg):
+            super().__init__()
+            self.disp_net, self.pose_net, self.cfg = DispNet(18), PoseNet(18), cfg
+
+        def forward(self, tgt, refs):
+            pred = predict_snippet(self.disp_net, self.pose_net, tgt, refs, self.cfg)
+            return {f.name: getattr(pred, f.name) for f in dc.fields(pred)}
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        cfg = loss_config("full", num_scales=1)
+        model = torch.nn.parallel.DistributedDataParallel(Snippet(cfg))
+        tgt, refs = _images(seed=5)
+        for _ in range(2):  # the second iteration is where DDP complains about unused parameters
+            total = total_loss(cfg, tgt, refs, _K(), SnippetPrediction(**model(tgt, refs)))[0]
+            total.backward()
+        assert torch.isfinite(total)
+    finally:
+        dist.destroy_process_group()

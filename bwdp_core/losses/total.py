@@ -138,6 +138,12 @@ def total_loss(cfg: LossConfig, tgt_img: torch.Tensor, ref_imgs: List[torch.Tens
         terms["feature"] = feature_term(cfg, pred, target_depth0, poses, K, occluded0, rows)
         total = total + cfg.w_feat * terms["feature"]
 
+    # Decoder scales the loss does not use still join the graph with weight 0, so that every parameter gets a
+    # (zero) gradient: DistributedDataParallel without find_unused_parameters fails otherwise.
+    unused = [d.mean() for d in pred.disps[cfg.num_scales:]]
+    if unused:
+        total = total + 0.0 * torch.stack(unused).sum()
+
     with torch.no_grad():
         rows_used = rows * (2 if cfg.bidirectional else 1)
         terms["valid_fraction"] = geometric_mask0[:rows_used].mean()
