@@ -105,7 +105,7 @@ def test_second_run_reuses_checkpoint_and_ctrl_c_leaves_no_node(toy_run, tmp_pat
         text = "".join(lines)
         assert "trained checkpoint cached" in text, f"second run did not reuse the checkpoint:\n{text}"
         assert "training (" not in text
-        time.sleep(1.0)
+        time.sleep(0.3)
         # the node's command line names the cached checkpoint, the streamer's the cached held-out sequence
         children = [p for p in _processes_mentioning(str(cache)) if p != proc.pid]
         assert any(p in _processes_mentioning("bwdp_ros.vo_node") for p in children), "no node while streaming"
