@@ -65,8 +65,8 @@ def test_caller_networks_are_left_untouched(nets_and_reference):
     disp_net.eval()
 
 
-def test_auto_picks_the_fastest_exact_backend_per_device():
-    assert resolve_backend("auto", "cpu") == "torchscript"
+def test_auto_backend_per_device():
+    assert resolve_backend("auto", "cpu") == "onnxruntime"  # graceful under CPU contention, see module docstring
     assert resolve_backend("auto", "cuda") == "channels_last"
     assert resolve_backend("onnxruntime", "cpu") == "onnxruntime"
 
