@@ -294,8 +294,7 @@ with VoStreamClient(domain) as client:
                     and any(stamp_to_ns(m.header.stamp) == last for _, m in client.depth))
     client.wait_for(done, timeout=timeout)
     time.sleep(0.3)
-    with client._lock:
-        odom, depth, tf, tf_static = list(client.odom), list(client.depth), list(client.tf), list(client.tf_static)
+    odom, depth, tf, tf_static = list(client.odom), list(client.depth), list(client.tf), list(client.tf_static)
 odom_rows = [[stamp_to_ns(m.header.stamp), recv, m.pose.pose.position.x, m.pose.pose.position.y,
               m.pose.pose.position.z, m.pose.pose.orientation.x, m.pose.pose.orientation.y,
               m.pose.pose.orientation.z, m.pose.pose.orientation.w] for recv, m in odom]
