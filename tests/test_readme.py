@@ -104,6 +104,64 @@ def test_every_bwdp_command_in_readme_exists(readme):
     assert not unknown, f"README names bwdp commands that do not exist: {unknown} (known: {sorted(COMMANDS)})"
 
 
+def bwdp_invocations(markdown: str) -> list[tuple[str, list[str]]]:
+    """(command, [--options]) of every `bwdp CMD ...` / `-m bwdp_core.cli CMD ...` line in the code blocks."""
+    found = []
+    for block in re.findall(r"```[^\n]*\n(.*?)```", markdown, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split(" #")[0]
+            match = re.search(r"(?:^|[\s$])(?:bwdp|-m bwdp_core\.cli) ([a-z][a-z0-9-]*)(.*)", line)
+            if match:
+                options = [tok.split("=")[0] for tok in match.group(2).split() if tok.startswith("--")]
+                found.append((match.group(1), options))
+    return found
+
+
+def train_set_keys(markdown: str) -> set[str]:
+    """Keys of every `--set key=value` of a `bwdp train` line in the README's code blocks."""
+    keys = set()
+    for block in re.findall(r"```[^\n]*\n(.*?)```", markdown, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            if re.search(r"(?:^|[\s$])(?:bwdp|-m bwdp_core\.cli) train\b", line):
+                keys.update(re.findall(r"--set \"?([\w.]+)=", line.split(" #")[0]))
+    return keys
+
+
+def test_every_train_key_in_readme_exists_in_config_train_yaml(readme):
+    from bwdp_core.train.config import FREE_FORM
+
+    defaults = yaml.safe_load((ROOT / "config" / "train.yaml").read_text())
+    keys = train_set_keys(readme)
+    assert keys, "the README shows no --set key=value"
+    unknown = []
+    for key in keys:
+        parts = tuple(key.split("."))
+        if any(parts[:len(free)] == free for free in FREE_FORM):
+            continue  # a data source / loss override: keys checked by their consumers
+        node = defaults
+        for part in parts:
+            if not isinstance(node, dict) or part not in node:
+                unknown.append(key)
+                break
+            node = node[part]
+    assert not unknown, f"README sets training keys that config/train.yaml does not have: {sorted(unknown)}"
+
+
+def test_every_option_of_a_bwdp_command_in_readme_exists(readme):
+    import argparse
+    import importlib
+
+    unknown = []
+    for command, options in bwdp_invocations(readme):
+        if command not in COMMANDS:
+            continue  # reported by test_every_bwdp_command_in_readme_exists
+        parser = argparse.ArgumentParser()
+        importlib.import_module(COMMANDS[command][0]).add_arguments(parser)
+        known = set(parser._option_string_actions)
+        unknown += [f"bwdp {command} {opt}" for opt in options if opt not in known]
+    assert not unknown, f"README uses options that the commands do not have: {sorted(set(unknown))}"
+
+
 def test_readme_mentions_the_two_commands(readme):
     text = code_text(readme)
     assert "make demo" in text and "make test" in text
