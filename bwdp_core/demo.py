@@ -279,7 +279,8 @@ import numpy as np
 from bwdp_ros.stream import VoStreamClient
 from bwdp_ros.conversions import stamp_to_ns
 
-seq, rate, out, timeout, domain = Path(sys.argv[1]), float(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+seq, rate, out = Path(sys.argv[1]), float(sys.argv[2]), Path(sys.argv[3])
+timeout, domain = float(sys.argv[4]), int(sys.argv[5])
 sys.path.insert(0, sys.argv[6])
 from bwdp_core.demo import load_sequence_frames
 images, K = load_sequence_frames(seq)
@@ -561,7 +562,8 @@ def main(args: argparse.Namespace) -> int:
     odo = metrics["odometry"]
     plot_trajectory(out / "trajectory.png", plots["gt"], plots["pred"], plots["const_vel"],
                     f"held-out street (seed {settings.heldout_seed}), {odo['frames_evaluated']} frames: ATE "
-                    f"{odo['ate_m']:.2f} m (node) vs {odo['baseline_constant_velocity_ate_m']:.2f} m (constant velocity)")
+                    f"{odo['ate_m']:.2f} m (node) vs {odo['baseline_constant_velocity_ate_m']:.2f} m "
+                    "(constant velocity)")
     plot_depth_strip(out / "depth.png", *plots["depth_strip"])
     timings["evaluate_s"] = time.monotonic() - t
     timings["total_s"] = time.monotonic() - t_start
@@ -667,7 +669,8 @@ def score(record_dir: Path, heldout_root: Path, out: Path, settings: DemoSetting
     write_kitti_poses(eval_dir / "node.txt", pred)
     write_kitti_poses(eval_dir / "constant_velocity.txt", const_vel)
     odom_node = run_eval_odom(eval_dir / "node.txt", eval_dir / "gt.txt", eval_dir / "odom_node")
-    odom_base = run_eval_odom(eval_dir / "constant_velocity.txt", eval_dir / "gt.txt", eval_dir / "odom_constant_velocity")
+    odom_base = run_eval_odom(eval_dir / "constant_velocity.txt", eval_dir / "gt.txt",
+                              eval_dir / "odom_constant_velocity")
 
     depth = score_depth(rec, heldout_root, checkpoint, eval_dir)
 

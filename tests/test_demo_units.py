@@ -74,7 +74,6 @@ def test_umeyama_recovers_a_similarity():
 
 
 def test_managed_process_stops_the_whole_group(tmp_path):
-    import subprocess
     import sys
     import time
 
