@@ -25,11 +25,12 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-import cv2
 import numpy as np
 import torch
 
+from bwdp_core.device import resolve_device
 from bwdp_core.errors import ConfigError, DataError
+from bwdp_core.eval.inference import image_to_tensor
 from bwdp_core.geometry import pose_vec_to_mat
 from bwdp_core.frames import (
     OPTICAL_RPY,
@@ -38,18 +39,7 @@ from bwdp_core.frames import (
     transform_from_xyz_rpy,
 )
 
-DEVICES = ("auto", "cuda", "cpu")
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available else CPU; ``cuda`` without a GPU -> ConfigError."""
-    if device not in DEVICES:
-        raise ConfigError(f"device {device!r} is not one of {', '.join(DEVICES)}")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was requested but torch sees no CUDA GPU (use device auto or cpu)")
-    return torch.device(device)
+DEVICES = ("auto", "cuda", "cpu")  # what the node's `device` parameter accepts
 
 
 def scale_intrinsics_to(K: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:
@@ -103,14 +93,7 @@ class DepthPoseEstimator:
         """uint8 RGB [H,W,3] (any size) -> float [1,3,h,w] in [0,1] at the network size, on the device."""
         if image_rgb.dtype != np.uint8 or image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or min(image_rgb.shape[:2]) < 1:
             raise DataError(f"expected a uint8 RGB image [H,W,3], got {image_rgb.dtype} {image_rgb.shape}")
-        if image_rgb.shape[:2] != (self.height, self.width):
-            shrinking = image_rgb.shape[0] > self.height or image_rgb.shape[1] > self.width
-            image_rgb = cv2.resize(image_rgb, (self.width, self.height),
-                                   interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-        if not image_rgb.flags.writeable or not image_rgb.flags.c_contiguous:
-            image_rgb = np.array(image_rgb, order="C")  # torch wants a writable, contiguous buffer
-        x = torch.from_numpy(image_rgb).to(self.device)
-        return x.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+        return image_to_tensor(image_rgb, self.height, self.width, self.device)  # the same resize as training
 
     @torch.inference_mode()
     def depth(self, x: torch.Tensor) -> np.ndarray:

@@ -125,7 +125,7 @@ def test_vo_bad_inputs_exit_2_with_one_line(tmp_path, data, capsys):
         (["--checkpoint", str(ckpt), "--images", str(seq_dir / "image_2"), "--intrinsics", "1 2 3"], "intrinsics"),
         (["--checkpoint", str(tmp_path / "broken.pt"), "--kitti-seq", str(seq_dir)], "broken.pt"),
         (["--checkpoint", str(ckpt), "--kitti-seq", str(tmp_path / "nope")], "nope"),
-        (["--checkpoint", str(ckpt), "--kitti-seq", str(seq_dir), "--device", "tpu"], "not a torch device"),
+        (["--checkpoint", str(ckpt), "--kitti-seq", str(seq_dir), "--device", "tpu"], "is not one of auto, cpu, cuda"),
     ]
     if not torch.cuda.is_available():
         cases.append((["--checkpoint", str(ckpt), "--kitti-seq", str(seq_dir), "--device", "cuda"], "CUDA"))

@@ -214,7 +214,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from bwdp_core.checkpoint import load_models
-    from bwdp_core.eval.inference import resolve_device
+    from bwdp_core.device import resolve_device
     from bwdp_core.eval.plots import depth_strip
 
     if not 0 <= args.min_depth < args.max_depth:

@@ -1,4 +1,4 @@
-"""Running trained networks on single frames for evaluation: device choice, preprocessing, depth and relative pose.
+"""Running trained networks on single frames for evaluation: preprocessing, depth and relative pose.
 
 Images are uint8 [H, W, 3] RGB at any size; they are resized to the checkpoint's training resolution (the networks
 normalise internally). Depth comes back at the image's (or a requested) size.
@@ -9,29 +9,14 @@ import cv2
 import numpy as np
 import torch
 
-from bwdp_core.errors import ConfigError
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """'auto' -> cuda when available else cpu; 'cuda' without a GPU is a ConfigError."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: CUDA is not available on this machine (use --device cpu or auto)")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"--device {device!r} is not a torch device (auto, cpu, cuda, cuda:N)") from None
-
 
 def image_to_tensor(image: np.ndarray, height: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """uint8 [H, W, 3] RGB -> float [1, 3, height, width] in [0, 1], resized exactly as the training data is
     (``bwdp_core.data.augment.resize_image``: area averaging when shrinking, bilinear when enlarging)."""
     from bwdp_core.data.augment import resize_image
+    from bwdp_core.data.snippets import image_to_tensor as to_chw
 
-    image = resize_image(image, (height, width))
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
-    return tensor.unsqueeze(0).to(device)
+    return to_chw(resize_image(image, (height, width))).unsqueeze(0).to(device)
 
 
 @torch.inference_mode()

@@ -105,7 +105,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from bwdp_core.checkpoint import load_models
-    from bwdp_core.eval.inference import resolve_device
+    from bwdp_core.device import resolve_device
     from bwdp_core.eval.trajectory_io import write_trajectory
 
     if args.images:

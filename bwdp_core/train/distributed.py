@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from bwdp_core.errors import ConfigError
+from bwdp_core.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -30,20 +30,6 @@ class DistContext:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> cuda:LOCAL_RANK when CUDA is available, else cpu; ``cuda`` without CUDA is a ConfigError."""
-    if preference == "cpu":
-        return torch.device("cpu")
-    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ConfigError("train.device is 'cuda' but CUDA is not available here (use auto or cpu)")
-        if local_rank >= torch.cuda.device_count():
-            raise ConfigError(f"LOCAL_RANK {local_rank} has no GPU ({torch.cuda.device_count()} visible); "
-                              "start torchrun with --nproc_per_node <= the number of GPUs")
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
 
 
 def init_distributed(device_preference: str = "auto") -> DistContext:
