@@ -68,7 +68,7 @@ def test_defaults_file_and_set_overrides(tmp_path):
     # a source given in a file replaces the default one; --set merges into it key by key
     assert cfg["data"]["source"] == {"type": "images", "path": "/d", "intrinsics": [100, 100, 48, 16]}
     assert cfg["loss"]["weights"] == {"w_feat": 0.1}
-    assert cfg["loss"]["overrides"]["inverse_pose"] is True  # documented default kept
+    assert cfg["loss"]["overrides"] == {}  # the LossConfig defaults (second PoseNet pass) unless a user overrides
     assert cfg["out"] == str(tmp_path / "run")
     assert cfg["train"]["iterations"] == 200000  # untouched default from config/train.yaml
 
