@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from bwdp_core.errors import BwdpError, ConfigError, DataError
+from bwdp_core.errors import BwdpError, ConfigError
+from bwdp_core.eval.trajectory_io import read_trajectory, write_trajectory
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO_ROOT / "config" / "demo.yaml"
@@ -323,20 +324,17 @@ print(f"recorder: sent {len(stamps)} frames, received {len(odom)} odometry, {len
 """
 
 
+def sequence_source(root: Path):
+    """Sequence 00 of a `bwdp synth` / KITTI odometry root, read by the data layer (images, GT depth, K)."""
+    from bwdp_core.data.kitti_odometry import KittiOdometrySource
+
+    return KittiOdometrySource(root, "00")
+
+
 def load_sequence_frames(seq_root: Path) -> tuple[list[np.ndarray], np.ndarray]:
     """All RGB frames of a `bwdp synth` / KITTI odometry root (sequence 00) and its 3x3 K (calib.txt, P2)."""
-    seq = Path(seq_root) / "sequences" / "00"
-    files = sorted((seq / "image_2").glob("*.png"))
-    if not files:
-        raise DataError(f"{seq / 'image_2'}: no PNG frames")
-    calib = seq / "calib.txt"
-    K = None
-    for line in calib.read_text().splitlines():
-        if line.startswith("P2:"):
-            K = np.array([float(v) for v in line.split()[1:13]]).reshape(3, 4)[:, :3]
-    if K is None:
-        raise DataError(f"{calib}: no P2 line")
-    return [load_rgb(Path(seq_root), int(f.stem)) for f in files], K
+    source = sequence_source(Path(seq_root))
+    return [source.load_image(i) for i in range(len(source))], source.intrinsics
 
 
 def wait_for_log(log: Path, text: str, proc: subprocess.Popen, timeout_s: float) -> None:
@@ -379,24 +377,6 @@ def stream_through_node(checkpoint: Path, heldout_root: Path, work: Path, rate_h
 # ----------------------------------------------------------------------------------------------------------------------
 # 4: scoring
 # ----------------------------------------------------------------------------------------------------------------------
-def read_kitti_poses(path: Path) -> np.ndarray:
-    """KITTI poses file (12 numbers per line, camera-to-world) -> [N,4,4]."""
-    try:
-        rows = np.loadtxt(path, dtype=np.float64, ndmin=2)
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: cannot read KITTI poses ({err})") from None
-    if rows.shape[1] != 12:
-        raise DataError(f"{path}: expected 12 numbers per line, got {rows.shape[1]}")
-    poses = np.tile(np.eye(4), (len(rows), 1, 1))
-    poses[:, :3, :] = rows.reshape(-1, 3, 4)
-    return poses
-
-
-def write_kitti_poses(path: Path, poses: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savetxt(path, poses[:, :3, :].reshape(len(poses), 12), fmt="%.9g")
-
-
 def relative_to_first(poses: np.ndarray) -> np.ndarray:
     """Express a camera-to-world trajectory in the first camera's frame (first pose = identity)."""
     return np.linalg.inv(poses[0])[None] @ poses
@@ -409,21 +389,6 @@ def constant_velocity_baseline(gt_poses: np.ndarray) -> np.ndarray:
     for _ in range(1, len(gt_poses)):
         out.append(out[-1] @ step)
     return np.stack(out)
-
-
-def umeyama_sim3(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares similarity (s, R, t) with dst ≈ s R src + t, for positions [N,3] (Umeyama 1991); for the plot."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    xs, xd = src - mu_s, dst - mu_d
-    cov = xd.T @ xs / len(src)
-    u, d, vt = np.linalg.svd(cov)
-    sign = np.eye(3)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[2, 2] = -1
-    rot = u @ sign @ vt
-    var_s = (xs ** 2).sum() / len(src)
-    scale = float(np.trace(np.diag(d) @ sign) / var_s) if var_s > 0 else 1.0
-    return scale, rot, mu_d - scale * rot @ mu_s
 
 
 def run_eval_odom(pred: Path, gt: Path, out_dir: Path) -> dict:
@@ -450,9 +415,10 @@ def plot_trajectory(path: Path, gt: np.ndarray, pred: np.ndarray, baseline: np.n
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def aligned(traj):
-        s, rot, t = umeyama_sim3(traj[:, :3, 3], gt[:, :3, 3])
-        return (s * (rot @ traj[:, :3, 3].T)).T + t
+    from bwdp_core.eval.odometry import align_and_associate
+
+    def aligned(traj):  # the same sim(3) alignment `bwdp eval-odom` scores (evo Umeyama, with its straight-path fallback)
+        return align_and_associate(traj, gt, "sim3")[1][:, :3, 3]
 
     fig, ax = plt.subplots(figsize=(6, 6), dpi=110)
     ax.plot(gt[:, 0, 3], gt[:, 2, 3], "k-", lw=2, label="ground truth")
@@ -588,17 +554,12 @@ class Recording:
     tf_count: int                # odom->base_link transforms on /tf whose stamp equals an odometry stamp
 
 
-def quaternion_to_matrix(q) -> np.ndarray:
-    """(x, y, z, w) -> 3x3 rotation."""
-    x, y, z, w = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
-
-
 def pose_matrix(xyz, quat_xyzw) -> np.ndarray:
+    """Position + (x, y, z, w) quaternion -> 4x4."""
+    from bwdp_core.frames import quaternion_to_matrix
+
     T = np.eye(4)
-    T[:3, :3] = quaternion_to_matrix(quat_xyzw)
+    T[:3, :3] = quaternion_to_matrix(*np.asarray(quat_xyzw, dtype=np.float64))
     T[:3, 3] = xyz
     return T
 
@@ -660,14 +621,14 @@ def score(record_dir: Path, heldout_root: Path, out: Path, settings: DemoSetting
                         f"frames (see {out / 'node' / 'node.log'})")
     eval_dir = out / "eval"
     shutil.rmtree(eval_dir, ignore_errors=True)
-    gt_all = read_kitti_poses(heldout_root / "poses" / "00.txt")
+    gt_all = read_trajectory(heldout_root / "poses" / "00.txt", "kitti").poses
     idx = rec.frame_index
     gt = relative_to_first(gt_all[idx])
     pred = relative_to_first(rec.poses)
     const_vel = relative_to_first(constant_velocity_baseline(gt_all)[idx])
-    write_kitti_poses(eval_dir / "gt.txt", gt)
-    write_kitti_poses(eval_dir / "node.txt", pred)
-    write_kitti_poses(eval_dir / "constant_velocity.txt", const_vel)
+    write_trajectory(eval_dir / "gt.txt", gt, "kitti")
+    write_trajectory(eval_dir / "node.txt", pred, "kitti")
+    write_trajectory(eval_dir / "constant_velocity.txt", const_vel, "kitti")
     odom_node = run_eval_odom(eval_dir / "node.txt", eval_dir / "gt.txt", eval_dir / "odom_node")
     odom_base = run_eval_odom(eval_dir / "constant_velocity.txt", eval_dir / "gt.txt",
                               eval_dir / "odom_constant_velocity")
@@ -730,14 +691,14 @@ def score_depth(rec: Recording, heldout_root: Path, checkpoint: Path, eval_dir: 
 
     if not rec.depth:
         raise DemoError("the node published no depth image")
+    source = sequence_source(heldout_root)
     node_gts, node_preds = [], []
     for i in sorted(rec.depth):
-        gt = load_gt_depth(heldout_root, i)
+        gt = source.load_depth(i)
         node_gts.append(gt)
         node_preds.append(resize_depth(rec.depth[i], gt.shape))
     node = compute_depth_metrics(node_gts, node_preds, median_scaling=True, garg_crop=False)
-    gts = [load_gt_depth(heldout_root, i) for i in range(len(sorted((heldout_root / "sequences" / "00" / "depth")
-                                                                     .glob("*.npy"))))]
+    gts = [source.load_depth(i) for i in range(len(source))]
     consts = [np.full_like(gt, np.median(gt[gt > 0]) if (gt > 0).any() else 1.0) for gt in gts]
     const = compute_depth_metrics(gts, consts, median_scaling=True, garg_crop=False)
     (eval_dir / "depth_node_and_baseline.json").write_text(
@@ -746,26 +707,6 @@ def score_depth(rec: Recording, heldout_root: Path, checkpoint: Path, eval_dir: 
             "delta1": checkpoint_metrics["delta1"], "node_frames_evaluated": node["num_images"],
             "node_abs_rel": node["metrics"]["abs_rel"],
             "baseline_median_depth_abs_rel": const["metrics"]["abs_rel"]}
-
-
-def load_gt_depth(root: Path, i: int) -> np.ndarray:
-    path = root / "sequences" / "00" / "depth" / f"{i:06d}.npy"
-    try:
-        depth = np.load(path).astype(np.float32)
-    except OSError as err:
-        raise DataError(f"{path}: cannot read ground-truth depth ({err})") from None
-    depth[~np.isfinite(depth)] = 0.0
-    return depth
-
-
-def load_rgb(root: Path, i: int) -> np.ndarray:
-    import cv2
-
-    path = root / "sequences" / "00" / "image_2" / f"{i:06d}.png"
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise DataError(f"{path}: cannot read image")
-    return bgr[:, :, ::-1].copy()
 
 
 def resize_depth(depth: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -785,14 +726,15 @@ def resize_depth(depth: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def depth_strip_data(rec: Recording, heldout_root: Path, frames: list[int], count: int = 4):
     """(images, median-scaled predicted depths, GT depths, labels) for `count` frames spread over the sequence."""
     chosen = [frames[int(round(k))] for k in np.linspace(0, len(frames) - 1, min(count, len(frames)))]
+    source = sequence_source(heldout_root)
     images, preds, gts, labels = [], [], [], []
     for i in dict.fromkeys(chosen):
-        gt = load_gt_depth(heldout_root, i)
+        gt = source.load_depth(i)
         pred = resize_depth(rec.depth[i], gt.shape)
         valid = gt > 0
         if valid.any():
             pred = pred * float(np.median(gt[valid]) / np.median(pred[valid]))
-        images.append(load_rgb(heldout_root, i))
+        images.append(source.load_image(i))
         preds.append(pred)
         gts.append(gt)
         labels.append(f"frame {i}")

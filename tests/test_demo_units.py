@@ -58,19 +58,8 @@ def test_relative_to_first_and_kitti_round_trip(tmp_path):
     poses = np.stack([_pose(0.1 * i, [i, 0.5, 2 * i]) for i in range(4)])
     rel = demo.relative_to_first(poses)
     np.testing.assert_allclose(rel[0], np.eye(4), atol=1e-12)
-    demo.write_kitti_poses(tmp_path / "p.txt", rel)
-    np.testing.assert_allclose(demo.read_kitti_poses(tmp_path / "p.txt"), rel, atol=1e-7)
-
-
-def test_umeyama_recovers_a_similarity():
-    rng = np.random.default_rng(0)
-    src = rng.normal(size=(20, 3))
-    R = _pose(0.7, [0, 0, 0])[:3, :3]
-    dst = 2.5 * src @ R.T + [1.0, -2.0, 3.0]
-    s, rot, t = demo.umeyama_sim3(src, dst)
-    assert s == pytest.approx(2.5)
-    np.testing.assert_allclose(rot, R, atol=1e-9)
-    np.testing.assert_allclose(t, [1.0, -2.0, 3.0], atol=1e-9)
+    demo.write_trajectory(tmp_path / "p.txt", rel, "kitti")
+    np.testing.assert_allclose(demo.read_trajectory(tmp_path / "p.txt", "kitti").poses, rel, atol=1e-7)
 
 
 def test_managed_process_stops_the_whole_group(tmp_path):
