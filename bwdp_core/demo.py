@@ -270,58 +270,7 @@ def train_or_reuse(cache: Path, settings: DemoSettings, train_root: Path) -> tup
 # ----------------------------------------------------------------------------------------------------------------------
 # 3: the node over DDS
 # ----------------------------------------------------------------------------------------------------------------------
-# The publisher/recorder runs in a child interpreter (bwdp_core stays free of ROS imports). It uses the node test
-# helper bwdp_ros.stream.VoStreamClient: publish CameraInfo + Image at a steady rate, record depth, odom, /tf and
-# /tf_static, and save them as plain numpy arrays for the scoring below.
-RECORDER_SCRIPT = r"""
-import json, sys, time
-from pathlib import Path
-import numpy as np
-from bwdp_ros.stream import VoStreamClient
-from bwdp_ros.conversions import stamp_to_ns
-
-seq, rate, out = Path(sys.argv[1]), float(sys.argv[2]), Path(sys.argv[3])
-timeout, domain = float(sys.argv[4]), int(sys.argv[5])
-sys.path.insert(0, sys.argv[6])
-from bwdp_core.demo import load_sequence_frames
-images, K = load_sequence_frames(seq)
-out.mkdir(parents=True, exist_ok=True)
-with VoStreamClient(domain) as client:
-    if not client.wait_for_node(60.0):
-        sys.exit("recorder: no node subscribed to 'image' within 60 s")
-    time.sleep(0.5)
-    stamps = client.stream(images, K, rate)
-    last = stamps[-1]
-    done = lambda: (any(stamp_to_ns(m.header.stamp) == last for _, m in client.odom)
-                    and any(stamp_to_ns(m.header.stamp) == last for _, m in client.depth))
-    client.wait_for(done, timeout=timeout)
-    time.sleep(0.3)
-    odom, depth, tf, tf_static = list(client.odom), list(client.depth), list(client.tf), list(client.tf_static)
-odom_rows = [[stamp_to_ns(m.header.stamp), recv, m.pose.pose.position.x, m.pose.pose.position.y,
-              m.pose.pose.position.z, m.pose.pose.orientation.x, m.pose.pose.orientation.y,
-              m.pose.pose.orientation.z, m.pose.pose.orientation.w] for recv, m in odom]
-depth_stamps, depth_maps = [], []
-for _, m in depth:
-    if m.encoding != "32FC1":
-        sys.exit(f"recorder: depth encoding {m.encoding}, expected 32FC1")
-    rows = np.frombuffer(bytes(m.data), dtype=np.float32).reshape(m.height, m.step // 4)
-    depth_stamps.append(stamp_to_ns(m.header.stamp))
-    depth_maps.append(rows[:, :m.width].copy())
-tf_rows = [[stamp_to_ns(t.header.stamp), t.header.frame_id, t.child_frame_id] for _, msg in tf for t in msg.transforms]
-mount = [[t.header.frame_id, t.child_frame_id, t.transform.translation.x, t.transform.translation.y,
-          t.transform.translation.z, t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z,
-          t.transform.rotation.w] for _, msg in tf_static for t in msg.transforms]
-np.savez_compressed(out / "recording.npz", published_stamps_ns=np.array(stamps, dtype=np.int64),
-                    odom=np.array(odom_rows, dtype=np.float64).reshape(-1, 9),
-                    odom_stamps_ns=np.array([r[0] for r in odom_rows], dtype=np.int64),
-                    odom_receive_ns=np.array([r[1] for r in odom_rows], dtype=np.int64),
-                    depth_stamps_ns=np.array(depth_stamps, dtype=np.int64),
-                    depth=np.stack(depth_maps) if depth_maps else np.zeros((0, 1, 1), np.float32))
-(out / "tf.json").write_text(json.dumps({"tf": tf_rows, "tf_static": mount,
-                                         "odom_frames": [[m.header.frame_id, m.child_frame_id] for _, m in odom[:1]]}))
-print(f"recorder: sent {len(stamps)} frames, received {len(odom)} odometry, {len(depth)} depth, "
-      f"{len(tf_rows)} tf transforms")
-"""
+# The publisher/recorder (bwdp_ros/demo_recorder.py) runs in a child interpreter: bwdp_core stays free of ROS imports.
 
 
 def sequence_source(root: Path):
@@ -358,8 +307,8 @@ def stream_through_node(checkpoint: Path, heldout_root: Path, work: Path, rate_h
     node_log = work / "node.log"
     node_cmd = [sys.executable, "-m", "bwdp_ros.vo_node", "--ros-args", "--params-file", str(VO_CONFIG),
                 "-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu"]
-    recorder_cmd = [sys.executable, "-c", RECORDER_SCRIPT, str(heldout_root), str(rate_hz), str(record_dir),
-                    str(timeout_s), env["ROS_DOMAIN_ID"], str(REPO_ROOT)]
+    recorder_cmd = [sys.executable, "-m", "bwdp_ros.demo_recorder", str(heldout_root), str(rate_hz), str(record_dir),
+                    str(timeout_s)]
     print(f"[demo] starting the node (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, localhost only); log: {node_log}")
     with ManagedProcess(node_cmd, env=env, log=node_log) as node:
         wait_for_log(node_log, "ready: checkpoint", node, timeout_s=120.0)
