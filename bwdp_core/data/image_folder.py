@@ -11,11 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from bwdp_core.data.sources import (
-    FrameSource,
+    FileFrameSource,
     as_intrinsics,
     check_image_files,
     list_images,
-    read_depth_file,
     read_image_file,
     read_intrinsics_file,
     read_poses_file,
@@ -40,7 +39,7 @@ def resolve_intrinsics(intrinsics, default_file: Path | None, where: str) -> np.
     return as_intrinsics(intrinsics, where)
 
 
-class ImageFolderSource(FrameSource):
+class ImageFolderSource(FileFrameSource):
     """Images directly inside ``folder`` (png/jpg/...), sorted by file name."""
 
     def __init__(self, folder, intrinsics=None, name: str | None = None, depth_dir=None, poses_file=None,
@@ -76,18 +75,3 @@ class ImageFolderSource(FrameSource):
                 if not found:
                     raise DataError(f"depth folder {depth_dir} has no {f.stem}.npy or {f.stem}.png for image {f.name}")
                 self.depth_files.append(found[0])
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    @property
-    def has_depth(self) -> bool:
-        return self.depth_files is not None
-
-    def load_image(self, i: int) -> np.ndarray:
-        return read_image_file(self.files[self.check_index(i)])
-
-    def load_depth(self, i: int) -> np.ndarray | None:
-        if self.depth_files is None:
-            return None
-        return read_depth_file(self.depth_files[self.check_index(i)])

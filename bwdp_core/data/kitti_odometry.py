@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from bwdp_core.data.sources import (
-    FrameSource,
+    FileFrameSource,
     check_image_files,
     list_images,
-    read_depth_file,
     read_image_file,
     read_poses_file,
 )
@@ -40,7 +39,7 @@ def read_kitti_calib(path, key: str = "P2") -> np.ndarray:
     raise DataError(f"calibration file {path} has no {key}: line")
 
 
-class KittiOdometrySource(FrameSource):
+class KittiOdometrySource(FileFrameSource):
     """One sequence of the KITTI odometry layout, e.g. ``KittiOdometrySource("/data/kitti_odom", "09")``."""
 
     def __init__(self, root, sequence: str = "00", camera: int = 2, check_images: bool = True):
@@ -78,21 +77,6 @@ class KittiOdometrySource(FrameSource):
             missing = [p for p in self.depth_files if not p.is_file()]
             if missing:
                 raise DataError(f"depth folder {depth_dir} lacks {missing[0].name} ({len(missing)} files missing)")
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    @property
-    def has_depth(self) -> bool:
-        return self.depth_files is not None
-
-    def load_image(self, i: int) -> np.ndarray:
-        return read_image_file(self.files[self.check_index(i)])
-
-    def load_depth(self, i: int) -> np.ndarray | None:
-        if self.depth_files is None:
-            return None
-        return read_depth_file(self.depth_files[self.check_index(i)])
 
 
 def kitti_odometry_sequences(root) -> list[str]:

@@ -3,7 +3,8 @@
 A source knows its length, native image size and 3x3 intrinsics up front (so bad data fails before training starts)
 and loads frames lazily: ``load_image(i)`` -> uint8 [H, W, 3] RGB, ``load_depth(i)`` -> float32 [H, W] metres
 (0 = invalid) or None. ``poses`` (camera-to-world [N, 4, 4]) and ``timestamps`` (seconds [N]) are None when unknown.
-Implementations: KittiOdometrySource, KittiRawSource, ImageFolderSource, VideoSource, RosbagSource.
+Implementations: KittiOdometrySource, KittiRawSource, ImageFolderSource (file-backed: FileFrameSource), VideoSource,
+RosbagSource, SynthSource.
 """
 from __future__ import annotations
 
@@ -47,6 +48,28 @@ class FrameSource:
     def __repr__(self) -> str:
         h, w = self.image_size
         return f"{type(self).__name__}({self.name!r}, {len(self)} frames, {w}x{h})"
+
+
+class FileFrameSource(FrameSource):
+    """A source whose frames are image files (``files``) with optional per-frame depth files (``depth_files``)."""
+
+    files: list[Path]
+    depth_files: list[Path] | None = None
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def has_depth(self) -> bool:
+        return self.depth_files is not None
+
+    def load_image(self, i: int) -> np.ndarray:
+        return read_image_file(self.files[self.check_index(i)])
+
+    def load_depth(self, i: int) -> np.ndarray | None:
+        if self.depth_files is None:
+            return None
+        return read_depth_file(self.depth_files[self.check_index(i)])
 
 
 # ------------------------------------------------------------------------------------------------ shared readers
