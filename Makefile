@@ -31,6 +31,7 @@ demo: venv
 	$(PY) -m bwdp_core.demo
 
 bench: venv
+	$(PY) bench/synth_render.py
 	$(PY) bench/train_step.py
 	$(PY) bench/infer.py
 	$(PY) bench/node_throughput.py
