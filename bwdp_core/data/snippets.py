@@ -42,8 +42,11 @@ def check_snippet_fits(source: FrameSource, snippet_length: int, stride: int) ->
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
-    """uint8 [H, W, 3] -> float32 [3, H, W] in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    """uint8 [H, W, 3] -> float32 [3, H, W] in [0, 1] (a read-only buffer, e.g. a decoded message, is copied)."""
+    image = np.ascontiguousarray(image)
+    if not image.flags.writeable:
+        image = image.copy()
+    return torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
 
 
 class SnippetDataset(torch.utils.data.Dataset):
