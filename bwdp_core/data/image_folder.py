@@ -18,6 +18,7 @@ from bwdp_core.data.sources import (
     read_image_file,
     read_intrinsics_file,
     read_poses_file,
+    read_times_file,
 )
 from bwdp_core.errors import DataError
 
@@ -53,16 +54,7 @@ class ImageFolderSource(FileFrameSource):
         self.image_size = check_image_files(self.files, None, where) if check_images else \
             read_image_file(self.files[0]).shape[:2]
         self.poses = read_poses_file(poses_file, expected=len(self.files)) if poses_file else None
-        self.timestamps = None
-        times_file = folder / "times.txt"
-        if times_file.is_file():
-            try:
-                times = np.loadtxt(times_file, dtype=np.float64, ndmin=1)
-            except ValueError as err:
-                raise DataError(f"timestamps file {times_file} is not one number per line") from err
-            if len(times) != len(self.files):
-                raise DataError(f"timestamps file {times_file} has {len(times)} lines for {len(self.files)} images")
-            self.timestamps = times
+        self.timestamps = read_times_file(folder / "times.txt", expected=len(self.files))
         self.depth_files = None
         if depth_dir is not None:
             depth_dir = Path(depth_dir)

@@ -17,6 +17,7 @@ from bwdp_core.data.sources import (
     list_images,
     read_image_file,
     read_poses_file,
+    read_times_file,
 )
 from bwdp_core.errors import DataError
 
@@ -60,16 +61,7 @@ class KittiOdometrySource(FileFrameSource):
             read_image_file(self.files[0]).shape[:2]
         poses_file = root / "poses" / f"{sequence}.txt"
         self.poses = read_poses_file(poses_file, expected=len(self.files)) if poses_file.is_file() else None
-        times_file = seq_dir / "times.txt"
-        self.timestamps = None
-        if times_file.is_file():
-            try:
-                times = np.loadtxt(times_file, dtype=np.float64, ndmin=1)
-            except ValueError as err:
-                raise DataError(f"timestamps file {times_file} is not one number per line") from err
-            if len(times) != len(self.files):
-                raise DataError(f"timestamps file {times_file} has {len(times)} lines for {len(self.files)} frames")
-            self.timestamps = times
+        self.timestamps = read_times_file(seq_dir / "times.txt", expected=len(self.files))
         depth_dir = seq_dir / "depth"
         self.depth_files = None
         if depth_dir.is_dir():

@@ -176,6 +176,20 @@ def read_poses_file(path, expected: int | None = None) -> np.ndarray:
     return poses
 
 
+def read_times_file(path, expected: int) -> np.ndarray | None:
+    """``times.txt`` (one number of seconds per line, one line per frame) -> float64 [N], or None when absent."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        times = np.loadtxt(path, dtype=np.float64, ndmin=1)
+    except ValueError as err:
+        raise DataError(f"timestamps file {path} is not one number per line") from err
+    if len(times) != expected:
+        raise DataError(f"timestamps file {path} has {len(times)} lines for {expected} frames")
+    return times
+
+
 def read_depth_file(path) -> np.ndarray:
     """Depth ground truth: ``.npy`` float metres, or uint16 PNG (value / 256, KITTI) -> float32 [H, W], 0 = invalid."""
     path = Path(path)
