@@ -11,13 +11,7 @@ from bwdp_core.geometry import (back_project, camera_flow, euler_to_rotation, in
                                 scale_intrinsics, transform_points)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: these tensors are tiny, and on a shared 2-core machine extra threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _K(batch=1, f=50.0, h=24, w=40, dtype=torch.float32):

@@ -13,13 +13,7 @@ from bwdp_core.synth.render import render_sequence
 SKY_DEPTH = 1000.0  # the renderer marks sky with depth 0; for warping it is simply very far
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: these tensors are tiny, and on a shared 2-core machine extra threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class Frames:

@@ -21,13 +21,7 @@ H, W, B = 32, 96, 2
 LOSS_TERMS = {"photometric", "smoothness", "depth_consistency", "feature"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: these tensors are tiny, and on a shared 2-core machine extra threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _K(batch=B, h=H, w=W):
