@@ -1,7 +1,7 @@
 """Per-frame inference benchmark: DispNet on one frame + PoseNet on one pair, batch 1.
 
 For each size (default 128x416 and 256x832) and device (CPU with --threads threads; CUDA when present) it times every
-inference variant of ``bwdp_core.nets.fast_inference`` plus the naive baseline (full DispNet forward under no_grad),
+inference variant of ``bwdp_core.inference.backends`` plus the naive baseline (full DispNet forward under no_grad),
 interleaving the variants round by round so that load from other processes hits all of them alike. FLOPs are counted
 once with ``torch.utils.flop_counter.FlopCounterMode`` (conv/matmul FLOPs of the eager pair). Prints JSON and writes
 it to bench/results/infer.json. Not a test: no assertions on time.
@@ -23,8 +23,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bwdp_core.inference.backends import optimize_for_inference  # noqa: E402
 from bwdp_core.nets import DispNet, PoseNet  # noqa: E402
-from bwdp_core.nets.fast_inference import optimize_for_inference  # noqa: E402
 
 TARGETS_MS = {"128x416": 125.0, "256x832": 380.0}  # issue 3, ResNet-18 pair on the 2-core dev CPU
 CPU_VARIANTS = ("eager", "channels_last", "torchscript", "onnxruntime", "bf16")

@@ -26,8 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bwdp_ros.conversions import stamp_to_ns  # noqa: E402
-from bwdp_ros.fixtures import make_constant_motion_checkpoint  # noqa: E402
-from bwdp_ros.stream import VoNodeProcess, VoStreamClient, pick_domain_id  # noqa: E402
+from bwdp_tools.fixtures import make_constant_motion_checkpoint  # noqa: E402
+from bwdp_tools.node_process import VoNodeProcess  # noqa: E402
+from bwdp_tools.processes import pick_domain_id  # noqa: E402
+from bwdp_tools.stream import VoStreamClient  # noqa: E402
 
 
 def main() -> int:
@@ -53,7 +55,8 @@ def main() -> int:
     params = {"device": args.device, "inference_backend": args.backend, "num_threads": args.num_threads,
               "diagnostics_period": 5.0}
     load_before = os.getloadavg()
-    with VoNodeProcess(ckpt, domain, params=params, log_path=tmp / "node.log") as node, VoStreamClient(domain) as client:
+    with VoNodeProcess(ckpt, domain, params=params, log_path=tmp / "node.log") as node, \
+            VoStreamClient(domain) as client:
         t_start = time.monotonic()
         node.wait_ready(300)
         startup_s = time.monotonic() - t_start
@@ -83,7 +86,7 @@ def main() -> int:
         rss_end = node.rss_bytes()
         with client._lock:
             odoms = [(recv, stamp_to_ns(m.header.stamp)) for recv, m in client.odom]
-        diag = [l for l in node.output.splitlines() if "diagnostics: processed" in l]
+        diag = [line for line in node.output.splitlines() if "diagnostics: processed" in line]
     load_after = os.getloadavg()
 
     sent_set = set(sent)
@@ -103,8 +106,8 @@ def main() -> int:
         "node_startup_s": startup_s,
         "node_last_diagnostics": diag[-1].split("]: ", 1)[-1] if diag else None,
         # the node's own measure (now - stamp when odom is published), one p50/p95 per diagnostics window
-        "node_window_latency_ms": [[int(x) for x in re.findall(r"p50 (\d+) ms p95 (\d+) ms", l)[0]]
-                                   for l in diag if "p50" in l],
+        "node_window_latency_ms": [[int(x) for x in re.findall(r"p50 (\d+) ms p95 (\d+) ms", line)[0]]
+                                   for line in diag if "p50" in line],
         "config": {"seconds": args.seconds, "rate_hz": args.rate, "size": [args.height, args.width],
                    "checkpoint": str(args.checkpoint or "fixture ResNet-18"), "backend": args.backend,
                    "device": args.device, "num_threads": args.num_threads},

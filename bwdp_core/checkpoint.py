@@ -116,7 +116,8 @@ def load_checkpoint(path: str | os.PathLike) -> Dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(exc).__name__}: {detail})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CheckpointError(f"{path} is not a bwdp checkpoint (expected format {CHECKPOINT_FORMAT!r}, found {found!r})")
+        raise CheckpointError(f"{path} is not a bwdp checkpoint (expected format {CHECKPOINT_FORMAT!r}, found "
+                              f"{found!r})")
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks required keys: {', '.join(missing)}")
@@ -127,7 +128,8 @@ def load_checkpoint(path: str | os.PathLike) -> Dict[str, Any]:
     return ckpt
 
 
-def build_models(model_meta: Dict[str, Any], pretrained_path: Optional[str | os.PathLike] = None) -> Tuple[DispNet, PoseNet]:
+def build_models(model_meta: Dict[str, Any],
+                 pretrained_path: Optional[str | os.PathLike] = None) -> Tuple[DispNet, PoseNet]:
     """Build an untrained DispNet and PoseNet from checkpoint metadata ``{"num_layers": 18|50, ...}``.
 
     ``pretrained_path``: optional ImageNet ResNet weights file for both encoders (PoseNet's conv1 is duplicated and

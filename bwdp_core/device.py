@@ -5,6 +5,10 @@ import torch
 
 from bwdp_core.errors import ConfigError
 
+# The device names a setting accepts (the node's `device` parameter, `bwdp replay --device`, train.device);
+# resolve_device below also takes ``cuda:N`` (torchrun ranks, scripts).
+DEVICES = ("auto", "cuda", "cpu")
+
 
 def resolve_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
     """``auto`` -> ``cuda:local_rank`` when torch sees a GPU, else ``cpu``; ``cpu``, ``cuda`` and ``cuda:N`` as named.

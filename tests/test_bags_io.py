@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from bwdp_core.bags.io import (
+from bwdp_core.data.bag_io import (
     image_from_msg,
     intrinsics_from_camera_info,
     iter_messages,

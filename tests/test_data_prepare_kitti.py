@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bwdp_core.cli import main as bwdp
+from bwdp_core.commands.cli import main as bwdp
 from bwdp_core.data.augment import resize_image, resize_intrinsics
 from bwdp_core.data.build import build_sources
 from bwdp_core.data.kitti_raw import KittiRawSource

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from bwdp_core.bags.io import write_image_bag
+from bwdp_core.data.bag_io import write_image_bag
 from bwdp_core.data.build import build_sources
 from bwdp_core.data.kitti_odometry import KittiOdometrySource
 from bwdp_core.data.rosbag_source import RosbagSource
@@ -127,7 +127,7 @@ def test_rosbag_camera_info_at_other_resolution_is_rescaled(seq, tmp_path):
     K_full = src.intrinsics
     # a bag whose CameraInfo describes a 2x larger sensor than the published images
     bag2 = tmp_path / "binned"
-    from bwdp_core.bags import io
+    from bwdp_core.data import bag_io as io
 
     big_K = np.array([[2 * seq.K[0, 0], 0, 2 * seq.K[0, 2] + 0.5], [0, 2 * seq.K[1, 1], 2 * seq.K[1, 2] + 0.5],
                       [0, 0, 1]])
@@ -260,7 +260,7 @@ def test_bad_bags(seq, tmp_path):
 def test_bag_without_camera_info_needs_intrinsics(seq, tmp_path):
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    from bwdp_core.bags.io import IMAGE_TYPE, get_typestore
+    from bwdp_core.data.bag_io import IMAGE_TYPE, get_typestore
 
     store = get_typestore()
     types = store.types
@@ -279,10 +279,11 @@ def test_bag_without_camera_info_needs_intrinsics(seq, tmp_path):
 
 
 def test_topic_auto_selection(seq, tmp_path):
-    """A bag recorded with image_transport holds X and X/compressed: the raw one is chosen; two cameras need a choice."""
+    """A bag recorded with image_transport holds X and X/compressed: the raw one is chosen; two cameras need a
+    choice."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    from bwdp_core.bags.io import CAMERA_INFO_TYPE, COMPRESSED_TYPE, IMAGE_TYPE, _camera_info_msg, get_typestore
+    from bwdp_core.data.bag_io import CAMERA_INFO_TYPE, COMPRESSED_TYPE, IMAGE_TYPE, _camera_info_msg, get_typestore
     from bwdp_core.data.image_msgs import encode_compressed
 
     store = get_typestore()

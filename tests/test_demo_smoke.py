@@ -15,22 +15,19 @@ from pathlib import Path
 
 import pytest
 
+from bwdp_tools.processes import pick_domain_id, ros_env
+
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
 def _env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    env["ROS_LOCALHOST_ONLY"] = "1"
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return ros_env(pick_domain_id("test_demo_smoke"))
 
 
 def _demo_cmd(out: Path, cache: Path) -> list[str]:
-    return [sys.executable, "-m", "bwdp_core.demo", "--toy", "--out", str(out), "--cache", str(cache)]
+    return [sys.executable, "-m", "bwdp_tools.demo", "--toy", "--out", str(out), "--cache", str(cache)]
 
 
 def _processes_mentioning(text: str) -> list[int]:

@@ -4,8 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bwdp_core import demo
 from bwdp_core.errors import ConfigError
+from bwdp_core.eval.trajectory_io import read_trajectory, write_trajectory
+from bwdp_tools.demo_scoring import constant_velocity_baseline, relative_to_first
+from bwdp_tools.demo_training import DemoSettings, config_hash
+from bwdp_tools.processes import ManagedProcess
 
 
 def _pose(yaw: float, t) -> np.ndarray:
@@ -17,8 +20,8 @@ def _pose(yaw: float, t) -> np.ndarray:
 
 
 def test_both_profiles_load_and_hold_out_a_different_street():
-    full = demo.DemoSettings.load("demo")
-    toy = demo.DemoSettings.load("toy")
+    full = DemoSettings.load("demo")
+    toy = DemoSettings.load("toy")
     for s in (full, toy):
         assert s.heldout_seed != s.train_seed
         assert s.height % 32 == 0 and s.width % 32 == 0  # the ResNet encoder needs multiples of 32
@@ -29,25 +32,25 @@ def test_bad_settings_name_the_problem(tmp_path):
     path = tmp_path / "demo.yaml"
     path.write_text("demo: {height: 32}\n")
     with pytest.raises(ConfigError, match="missing keys"):
-        demo.DemoSettings.load("demo", path)
+        DemoSettings.load("demo", path)
     with pytest.raises(ConfigError, match="no 'toy' section"):
-        demo.DemoSettings.load("toy", path)
+        DemoSettings.load("toy", path)
 
 
 def test_cache_key_changes_with_what_changes_the_model():
-    s = demo.DemoSettings.load("toy")
-    key = demo.config_hash(s, "train: {}")
-    assert key == demo.config_hash(s, "train: {}")  # stable
-    assert key != demo.config_hash(s, "train: {lr: 1}")  # config/train.yaml edited
-    changed = demo.DemoSettings(**{**s.__dict__, "iterations": s.iterations + 1})
-    assert key != demo.config_hash(changed, "train: {}")
-    other_rate = demo.DemoSettings(**{**s.__dict__, "rate_hz": s.rate_hz * 2})  # streaming does not change the model
-    assert key == demo.config_hash(other_rate, "train: {}")
+    s = DemoSettings.load("toy")
+    key = config_hash(s, "train: {}")
+    assert key == config_hash(s, "train: {}")  # stable
+    assert key != config_hash(s, "train: {lr: 1}")  # config/train.yaml edited
+    changed = DemoSettings(**{**s.__dict__, "iterations": s.iterations + 1})
+    assert key != config_hash(changed, "train: {}")
+    other_rate = DemoSettings(**{**s.__dict__, "rate_hz": s.rate_hz * 2})  # streaming does not change the model
+    assert key == config_hash(other_rate, "train: {}")
 
 
 def test_constant_velocity_repeats_the_first_motion():
     gt = np.stack([_pose(0.05 * i * i, [0.1 * i * i, 0, i]) for i in range(6)])
-    cv = demo.constant_velocity_baseline(gt)
+    cv = constant_velocity_baseline(gt)
     step = np.linalg.inv(gt[0]) @ gt[1]
     np.testing.assert_allclose(cv[:2], gt[:2], atol=1e-12)
     for i in range(1, len(cv)):
@@ -56,10 +59,10 @@ def test_constant_velocity_repeats_the_first_motion():
 
 def test_relative_to_first_and_kitti_round_trip(tmp_path):
     poses = np.stack([_pose(0.1 * i, [i, 0.5, 2 * i]) for i in range(4)])
-    rel = demo.relative_to_first(poses)
+    rel = relative_to_first(poses)
     np.testing.assert_allclose(rel[0], np.eye(4), atol=1e-12)
-    demo.write_trajectory(tmp_path / "p.txt", rel, "kitti")
-    np.testing.assert_allclose(demo.read_trajectory(tmp_path / "p.txt", "kitti").poses, rel, atol=1e-7)
+    write_trajectory(tmp_path / "p.txt", rel, "kitti")
+    np.testing.assert_allclose(read_trajectory(tmp_path / "p.txt", "kitti").poses, rel, atol=1e-7)
 
 
 def test_managed_process_stops_the_whole_group(tmp_path):
@@ -71,7 +74,7 @@ def test_managed_process_stops_the_whole_group(tmp_path):
               "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
               "open(sys.argv[1], 'w').write(str(p.pid)); time.sleep(60)")
     pid_file = tmp_path / "grandchild"
-    managed = demo.ManagedProcess([sys.executable, "-c", script, str(pid_file)])
+    managed = ManagedProcess([sys.executable, "-c", script, str(pid_file)])
     with managed as proc:
         deadline = time.monotonic() + 20
         while not pid_file.exists() or not pid_file.read_text():

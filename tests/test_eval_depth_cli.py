@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bwdp_core.checkpoint import make_checkpoint, save_checkpoint
-from bwdp_core.cli import main as cli_main
+from bwdp_core.commands.cli import main as cli_main
 from bwdp_core.eval.depth_metrics import METRIC_NAMES
 from bwdp_core.eval.eval_depth import DepthSample, evaluate_checkpoint, read_split_file
 from bwdp_core.nets.disp_net import DispNet
@@ -31,7 +31,8 @@ def write_raw_kitti(root):
     """A one-drive KITTI raw layout: calibration (f=100, 40x24), frames 3 and 4 (image + velodyne scan)."""
     date = root / DRIVE.split("/")[0]
     date.mkdir(parents=True)
-    (date / "calib_cam_to_cam.txt").write_text("R_rect_00: 1 0 0 0 1 0 0 0 1\nP_rect_02: 100 0 20 6 0 100 10 0 0 0 1 0\n"
+    (date / "calib_cam_to_cam.txt").write_text("R_rect_00: 1 0 0 0 1 0 0 0 1\nP_rect_02: 100 0 20 6 0 100 10 0 0 0 "
+                                                       "1 0\n"
                                                "S_rect_02: 40 24\n")
     (date / "calib_velo_to_cam.txt").write_text("R: 0 -1 0 0 0 -1 1 0 0\nT: 0 -0.08 -0.27\n")
     rng = np.random.default_rng(0)

@@ -4,8 +4,13 @@ import math
 import numpy as np
 import pytest
 
-from bwdp_core.eval.depth_metrics import (compute_depth_errors, compute_depth_metrics, evaluate_depth_image,
-                                          format_table, garg_crop_mask)
+from bwdp_core.eval.depth_metrics import (
+    compute_depth_errors,
+    compute_depth_metrics,
+    evaluate_depth_image,
+    format_table,
+    garg_crop_mask,
+)
 
 
 def test_seven_metrics_by_hand():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bwdp_core.checkpoint import load_models, make_checkpoint, save_checkpoint
-from bwdp_core.cli import main as cli_main
+from bwdp_core.commands.cli import main as cli_main
 from bwdp_core.nets.disp_net import DispNet
 from bwdp_core.nets.pose_net import PoseNet
 
@@ -58,7 +58,7 @@ def test_onnx_matches_pytorch(tmp_path, ckpt, capsys):
 
 
 def test_failed_parity_check_is_reported(tmp_path, ckpt, capsys, monkeypatch):
-    import bwdp_core.eval.export as export
+    import bwdp_core.commands.export as export  # the command calls the library through its own name
 
     def fake_export(*args, **kwargs):  # the parity numbers themselves are checked above; here only the verdict
         return {"files": {"depth_net": "d.pt", "pose_net": "p.pt"}, "max_abs_diff": {"depth_net": 0.5, "pose_net": 0.0},

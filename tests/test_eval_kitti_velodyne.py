@@ -3,8 +3,12 @@ import numpy as np
 import pytest
 
 from bwdp_core.errors import DataError
-from bwdp_core.eval.kitti_velodyne import (project_velodyne_to_depth, read_calib_file, velo_to_image_matrix,
-                                           velodyne_depth_map)
+from bwdp_core.eval.kitti_velodyne import (
+    project_velodyne_to_depth,
+    read_calib_file,
+    velo_to_image_matrix,
+    velodyne_depth_map,
+)
 
 DRIVE = "2011_01_01/2011_01_01_drive_0001_sync"
 

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from bwdp_core.errors import DataError
-from bwdp_core.eval.odometry import (evaluate_odometry, kitti_odometry_errors, segment_lengths_for,
-                                     trajectory_distances)
+from bwdp_core.eval.odometry import evaluate_odometry, kitti_odometry_errors, segment_lengths_for, trajectory_distances
 from bwdp_core.eval.trajectory_io import read_trajectory, write_trajectory
 
 
@@ -136,7 +135,8 @@ def test_tum_files_are_associated_by_timestamp(tmp_path):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "bwdp_core.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "bwdp_core.commands.cli", *args], capture_output=True, text=True,
+                          timeout=120)
 
 
 def test_eval_odom_cli_writes_json_and_plot(tmp_path):

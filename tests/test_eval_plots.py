@@ -25,3 +25,24 @@ def test_sparse_gt_is_dilated_and_strip_is_written(tmp_path):
 def test_top_view_drops_the_flattest_axis():
     xyz = np.c_[np.linspace(0, 10, 5), np.zeros(5) + 0.1 * np.arange(5) % 0.2, np.linspace(0, 30, 5)]
     assert top_view_axes(xyz) == (0, 2)  # KITTI camera frame: x right, z forward
+
+
+def test_strip_labels_and_extra_trajectories(tmp_path):
+    import cv2
+
+    from bwdp_core.eval.plots import plot_trajectories_top_view
+
+    image = np.zeros((20, 30, 3), np.uint8)
+    rows = [(image, np.full((20, 30), 5.0, np.float32), np.full((20, 30), 4.0, np.float32))] * 2
+    plain = cv2.imread(str(depth_strip(rows, tmp_path / "plain.png", width=120)))
+    labelled = cv2.imread(str(depth_strip(rows, tmp_path / "labelled.png", width=120, labels=["frame 0", "frame 9"])))
+    assert labelled.shape == plain.shape == (160, 360, 3)
+    assert (labelled[:, :120] != plain[:, :120]).any()  # the label is written into the input image
+    assert (labelled[:, 120:] == plain[:, 120:]).all()  # the depth panels are untouched
+    poses = np.tile(np.eye(4), (5, 1, 1))
+    poses[:, 2, 3] = np.arange(5)
+    baseline = poses.copy()
+    baseline[:, 0, 3] = 0.1 * np.arange(5)
+    path = plot_trajectories_top_view(poses, poses, tmp_path / "t.png", title="two\nlines",
+                                      others=[(baseline, "constant velocity")], axes=(0, 2))
+    assert path.is_file() and path.stat().st_size > 1000

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bwdp_core.checkpoint import make_checkpoint, save_checkpoint
-from bwdp_core.cli import main as cli_main
+from bwdp_core.commands.cli import main as cli_main
 from bwdp_core.eval.trajectory_io import read_trajectory
 from bwdp_core.eval.vo import chain_relative_poses
 from bwdp_core.geometry import pose_vec_to_mat
@@ -46,7 +46,8 @@ def synthetic_kitti_sequence(root, frames=12):
 
 def run_cli(*args):
     """The real console entry point in a subprocess (used once, end to end)."""
-    return subprocess.run([sys.executable, "-m", "bwdp_core.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "bwdp_core.commands.cli", *map(str, args)], capture_output=True,
+                          text=True,
                           timeout=300)
 
 

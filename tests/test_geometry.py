@@ -6,10 +6,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bwdp_core.geometry import (back_project, camera_flow, euler_to_rotation, invert_pose, inverse_warp,
-                                mat_to_pose_vec, pixel_grid, pose_vec_to_mat, project, sample_at_pixels,
-                                scale_intrinsics, transform_points)
-
+from bwdp_core.geometry import (
+    back_project,
+    camera_flow,
+    euler_to_rotation,
+    inverse_warp,
+    invert_pose,
+    mat_to_pose_vec,
+    pixel_grid,
+    pose_vec_to_mat,
+    project,
+    sample_at_pixels,
+    scale_intrinsics,
+    transform_points,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -4,7 +4,7 @@ wrong pose / depth scale do not, the camera-flow occlusion mask matches the z-bu
 import pytest
 import torch
 
-from bwdp_core.geometry import invert_pose, inverse_warp
+from bwdp_core.geometry import inverse_warp, invert_pose
 from bwdp_core.losses.adaptive import adaptive_weights, depth_difference
 from bwdp_core.losses.occlusion import occlusion_mask
 from bwdp_core.losses.photometric import photometric_error

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from bwdp_core.errors import ConfigError
+from bwdp_core.inference.backends import describe_backends, optimize_for_inference, resolve_backend
 from bwdp_core.nets import DispNet, PoseNet
-from bwdp_core.nets.fast_inference import optimize_for_inference, resolve_backend
 
 HEIGHT, WIDTH = 32, 96
 
@@ -69,6 +69,13 @@ def test_auto_backend_per_device():
     assert resolve_backend("auto", "cpu") == "onnxruntime"  # graceful under CPU contention, see module docstring
     assert resolve_backend("auto", "cuda") == "channels_last"
     assert resolve_backend("onnxruntime", "cpu") == "onnxruntime"
+
+
+def test_auto_description_states_what_resolve_backend_does():
+    # the words the node's `inference_backend` parameter (vo.yaml, README) shows come from here
+    text = describe_backends()
+    assert f"auto ({resolve_backend('auto', 'cpu')} on CPU" in text
+    assert f"{resolve_backend('auto', 'cuda')} on CUDA)" in text
 
 
 def test_bad_requests_are_clear_errors(nets_and_reference):

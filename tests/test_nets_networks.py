@@ -21,7 +21,8 @@ def _num_params(module):
 
 def _torchvision_resnet18_keys():
     """The state-dict keys torchvision's resnet18() has (fc excluded), spelled out independently of our code."""
-    keys = ["conv1.weight"] + [f"bn1.{b}" for b in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")]
+    bn_fields = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    keys = ["conv1.weight"] + [f"bn1.{b}" for b in bn_fields]
     bn = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
     for layer in range(1, 5):
         for block in range(2):

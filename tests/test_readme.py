@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bwdp_core.cli import COMMANDS
+from bwdp_core.commands.cli import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-VO_YAML = ROOT / "config" / "vo.yaml"
+VO_YAML = ROOT / "ros" / "config" / "vo.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_every_bwdp_command_in_readme_exists(readme):
 
 
 def bwdp_invocations(markdown: str) -> list[tuple[str, list[str]]]:
-    """(command, [--options]) of every `bwdp CMD ...` / `-m bwdp_core.cli CMD ...` line in the code blocks."""
+    """(command, [--options]) of every `bwdp CMD ...` / `-m bwdp_core.commands.cli CMD ...` line in the code blocks."""
     found = []
     for block in re.findall(r"```[^\n]*\n(.*?)```", markdown, flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
@@ -130,7 +130,7 @@ def train_set_keys(markdown: str) -> set[str]:
 def test_every_train_key_in_readme_exists_in_config_train_yaml(readme):
     from bwdp_core.train.config import FREE_FORM
 
-    defaults = yaml.safe_load((ROOT / "config" / "train.yaml").read_text())
+    defaults = yaml.safe_load((ROOT / "bwdp_core" / "config" / "train.yaml").read_text())
     keys = train_set_keys(readme)
     assert keys, "the README shows no --set key=value"
     unknown = []
@@ -192,11 +192,19 @@ def test_parameter_table_matches_config_vo_yaml(readme):
     assert not wrong, f"README parameter defaults differ from config/vo.yaml (README, yaml): {wrong}{hint}"
 
 
+def test_parameter_table_is_the_rendering_of_config_vo_yaml(readme):
+    """Meanings too: vo.yaml's comments are the settings' descriptions (tests/test_ros_params.py), so a description
+    that states behaviour (like `auto`) reads the same here as in the code."""
+    match = re.search(r"<!-- vo-params:begin -->\n(.*?)\n<!-- vo-params:end -->", readme, flags=re.S)
+    assert match and match.group(1) == render_parameter_table(), \
+        f"README parameter table out of date; regenerated (python tests/test_readme.py):\n{render_parameter_table()}"
+
+
 GENERATED = ("bench/results",)  # written by the benchmarks, not in a fresh clone
 
 
 def test_repository_paths_in_readme_exist(readme):
-    paths = set(re.findall(r"\b((?:bwdp_core|bwdp_ros|config|launch|scripts|bench|tests|docs)/[\w./-]*\w)",
+    paths = set(re.findall(r"\b((?:bwdp_core|ros|tools|scripts|bench|tests|docs)/[\w./-]*\w)",
                            readme))
     missing = sorted(p for p in paths if not (ROOT / p).exists() and not p.startswith(GENERATED))
     assert not missing, f"README names files that do not exist: {missing}"
@@ -222,7 +230,8 @@ def layout_modules(markdown: str) -> set[str]:
 
 def test_layout_lists_every_module_and_only_existing_ones(readme):
     listed = layout_modules(readme)
-    actual = {str(p.relative_to(ROOT)) for pkg in ("bwdp_core", "bwdp_ros") for p in (ROOT / pkg).rglob("*.py")
+    actual = {str(p.relative_to(ROOT)) for pkg in ("bwdp_core", "ros/bwdp_ros", "tools/bwdp_tools")
+              for p in (ROOT / pkg).rglob("*.py")
               if p.name != "__init__.py"}
     assert not sorted(listed - actual), f"README layout names modules that do not exist: {sorted(listed - actual)}"
     assert not sorted(actual - listed), f"modules missing from the README layout: {sorted(actual - listed)}"

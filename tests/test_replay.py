@@ -4,12 +4,12 @@ import json
 import numpy as np
 import pytest
 
-from bwdp_core.bags.io import iter_messages, list_topics, stamp_ns_of
-from bwdp_core.cli import main as bwdp
+from bwdp_core.commands.cli import main as bwdp
+from bwdp_core.data.bag_io import iter_messages, list_topics, stamp_ns_of, write_image_bag
 from bwdp_core.eval.trajectory_io import read_trajectory
 from bwdp_core.synth.render import render_sequence
 from bwdp_core.synth.write import write_kitti_odometry
-from bwdp_ros.fixtures import make_constant_motion_checkpoint
+from bwdp_tools.fixtures import make_constant_motion_checkpoint
 
 N = 8
 
@@ -62,8 +62,8 @@ def test_sqlite3_compressed_bag_with_gt_file_and_intrinsics(data):
     out = tmp / "replay_sqlite"
     gt_file = data["seq_dir"].parent.parent / "poses" / "00.txt"
     assert bwdp(["replay", str(bag), "--image-topic", "/camera/image_raw/compressed", "--checkpoint",
-                 str(data["ckpt"]), "--out", str(out), "--device", "cpu", "--gt", str(gt_file), "--colormaps", "2", "--num-threads", "1",
-                 "--backend", "eager",
+                 str(data["ckpt"]), "--out", str(out), "--device", "cpu", "--gt", str(gt_file), "--colormaps", "2",
+                 "--num-threads", "1", "--backend", "eager",
                  "--intrinsics", str(K[0, 0]), str(K[1, 1]), str(K[0, 2]), str(K[1, 2])]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_poses"] == N and metrics["association"] == "by index"
@@ -88,3 +88,13 @@ def test_user_errors_are_one_line(data, capsys):
     assert "missing.pt" in capsys.readouterr().err
     assert bwdp(["make-bag", "--kitti-seq", str(data["seq_dir"]), "--out", str(bag)]) == 2  # exists
     assert "exists" in capsys.readouterr().err
+
+
+def test_camera_info_follows_the_node_s_rule(data, capsys):
+    # a CameraInfo K whose last row is not 0 0 1 is unusable for the node, so for replay too (one picker)
+    tmp, seq = data["tmp"], data["seq"]
+    bag = write_image_bag(tmp / "bag_bad_k", seq.images[:2], [1, 2], seq.K * 2)
+    assert bwdp(["replay", str(bag), "--image-topic", "/camera/image_raw", "--checkpoint", str(data["ckpt"]),
+                 "--out", str(tmp / "o_bad_k"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "no usable CameraInfo on /camera/camera_info" in err and "--intrinsics" in err

@@ -11,8 +11,10 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from bwdp_core.data.image_msgs import encode_compressed  # noqa: E402
 from bwdp_ros.conversions import ns_to_stamp, stamp_to_ns  # noqa: E402
-from bwdp_ros.fixtures import make_constant_motion_checkpoint  # noqa: E402
-from bwdp_ros.stream import VoNodeProcess, VoStreamClient, make_camera_info_msg, pick_domain_id  # noqa: E402
+from bwdp_tools.fixtures import make_constant_motion_checkpoint  # noqa: E402
+from bwdp_tools.node_process import VoNodeProcess  # noqa: E402
+from bwdp_tools.processes import pick_domain_id  # noqa: E402
+from bwdp_tools.stream import VoStreamClient, make_camera_info_msg  # noqa: E402
 
 pytestmark = pytest.mark.ros
 H, W = 128, 384
@@ -132,7 +134,7 @@ def test_raw_node_survives_hostile_input(ckpt, tmp_path):
         for _ in range(3):
             stamp = stamps.next()
             client.publish_frame(good, stamp, K, FRAME)
-            assert client.wait_for(lambda: _answered(client, stamp), 60), node.output[-4000:]
+            assert client.wait_for(lambda stamp=stamp: _answered(client, stamp), 60), node.output[-4000:]
         assert client.wait_for(lambda: "dropped" in node.output.splitlines()[-1], 5)
         time.sleep(1.5)
         assert node.alive()
@@ -141,9 +143,9 @@ def test_raw_node_survives_hostile_input(ckpt, tmp_path):
     for reason in ("unsupported image encoding", "zero or negative size", "even", "step", "NaN/Inf",
                    "does not match camera_info", "no usable intrinsics", "no camera_info received"):
         assert reason in out, reason
-    skipped = [l for l in out.splitlines() if "frame skipped" in l or "camera_info rejected" in l]
+    skipped = [ln for ln in out.splitlines() if "frame skipped" in ln or "camera_info rejected" in ln]
     assert 5 <= len(skipped) < sent / 3, len(skipped)  # throttled: far fewer lines than bad messages
-    last = [l for l in out.splitlines() if "diagnostics: processed" in l][-1]
+    last = [ln for ln in out.splitlines() if "diagnostics: processed" in ln][-1]
     dropped = int(last.split("dropped ")[1].split()[0])
     assert dropped > 0  # the burst overflowed the keep-latest slot
 
@@ -167,7 +169,7 @@ def test_compressed_node_with_intrinsics_parameters_survives_corrupt_data(ckpt, 
             VoStreamClient(domain, compressed=True) as client:
         node.wait_ready(120)
         assert client.wait_for(lambda: client.pub_image.get_subscription_count() > 0, 30)
-        for i in range(30):
+        for _ in range(30):
             for data in (b"", rng.bytes(500), jpeg[: len(jpeg) // 3], b"\xff\xd8\xff" + rng.bytes(100)):
                 client.publish(compressed(data))
                 time.sleep(0.01)
@@ -178,7 +180,7 @@ def test_compressed_node_with_intrinsics_parameters_survives_corrupt_data(ckpt, 
             msg = compressed(jpeg)
             stamp = stamp_to_ns(msg.header.stamp)
             client.publish(msg)
-            if client.wait_for(lambda: _answered(client, stamp), 1.0):
+            if client.wait_for(lambda stamp=stamp: _answered(client, stamp), 1.0):
                 break
         assert _answered(client, stamp), node.output[-3000:]
         assert client.wait_for(lambda: len(client.depth_info) > 0, 5)

@@ -12,11 +12,13 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="rclpy is not importable (pip install -r requirements-ros.txt)")
 pytest.importorskip("tf2_msgs.msg", reason="tf2_msgs is not importable (bash scripts/build_tf2_msgs.sh .venv)")
 
-from bwdp_core.vo_pipeline import DepthPoseEstimator, VisualOdometry  # noqa: E402
+from bwdp_core.inference.vo_pipeline import DepthPoseEstimator, VisualOdometry, VOConfig  # noqa: E402
 from bwdp_ros.conversions import stamp_to_ns  # noqa: E402
-from bwdp_ros.fixtures import make_constant_motion_checkpoint  # noqa: E402
-from bwdp_ros.params import vo_config_from, SPECS  # noqa: E402
-from bwdp_ros.stream import VoNodeProcess, VoStreamClient, pick_domain_id, ros_env  # noqa: E402
+from bwdp_ros.params import SPECS  # noqa: E402
+from bwdp_tools.fixtures import make_constant_motion_checkpoint  # noqa: E402
+from bwdp_tools.node_process import VoNodeProcess  # noqa: E402
+from bwdp_tools.processes import pick_domain_id, ros_env  # noqa: E402
+from bwdp_tools.stream import VoStreamClient  # noqa: E402
 
 pytestmark = pytest.mark.ros
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,14 +47,14 @@ def setup(tmp_path_factory):
     image = np.random.default_rng(0).integers(0, 255, size=(H, W, 3), dtype=np.uint8)
     # the same processing class, offline, for the expected depth (max_depth cuts roughly half of the pixels)
     values = {s.name: s.default for s in SPECS}
-    raw = VisualOdometry(DepthPoseEstimator(ckpt, device="cpu", warmup_iterations=0), vo_config_from(values))
+    raw = VisualOdometry(DepthPoseEstimator(ckpt, device="cpu", warmup_iterations=0), VOConfig.from_settings(values))
     max_depth = float(np.median(raw.process(image, K, 0).depth))
     values["max_depth"] = max_depth
-    expected = VisualOdometry(raw.estimator, vo_config_from(values)).process(image, K, 0).depth
+    expected = VisualOdometry(raw.estimator, VOConfig.from_settings(values)).process(image, K, 0).depth
     domain = pick_domain_id("test_ros_node")
     params = {"device": "cpu", "warmup_iterations": 1, "num_threads": 1, "publish_path": True,
               "max_depth": max_depth, "diagnostics_period": 1.0}
-    node = VoNodeProcess(ckpt, domain, params=params, params_file=ROOT / "config" / "vo.yaml",
+    node = VoNodeProcess(ckpt, domain, params=params, params_file=ROOT / "ros" / "config" / "vo.yaml",
                          log_path=tmp / "node.log")
     client = None
     try:
@@ -78,7 +80,8 @@ def _send_and_wait(s, n, image=None, lockstep=True):
         client.publish_frame(s["image"] if image is None else image, stamp, K, FRAME)
         stamps.append(stamp)
         if lockstep:
-            assert client.wait_for(lambda: any(stamp_to_ns(m.header.stamp) == stamp for _, m in client.odom), 60), \
+            assert client.wait_for(lambda stamp=stamp: any(stamp_to_ns(m.header.stamp) == stamp
+                                                           for _, m in client.odom), 60), \
                 f"no odometry for stamp {stamp}:\n{s['node'].output[-3000:]}"
     return stamps
 
@@ -184,13 +187,12 @@ def test_params_file_start_reports_no_unknown_parameter_and_diagnostics(setup):
     assert "unknown parameter" not in out and "Traceback" not in out
     assert setup["node"].alive()
     assert setup["client"].wait_for(lambda: "diagnostics: processed" in setup["node"].output, 5)
-    line = [l for l in setup["node"].output.splitlines() if "diagnostics: processed" in l][-1]
+    line = [ln for ln in setup["node"].output.splitlines() if "diagnostics: processed" in ln][-1]
     assert "dropped" in line and "latency" in line
 
 
 def test_bad_checkpoint_is_one_error_line_and_nonzero_exit(tmp_path):
     env = ros_env(pick_domain_id("bad_ckpt"))
-    env["PYTHONPATH"] = str(ROOT)
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")
     for ckpt in (tmp_path / "missing.pt", broken):
@@ -200,7 +202,7 @@ def test_bad_checkpoint_is_one_error_line_and_nonzero_exit(tmp_path):
         out = proc.stdout + proc.stderr
         assert proc.returncode == 2, out
         assert "Traceback" not in out
-        errors = [l for l in out.splitlines() if "[ERROR]" in l]
+        errors = [ln for ln in out.splitlines() if "[ERROR]" in ln]
         assert len(errors) == 1 and str(ckpt) in errors[0], out
         assert "ignoring unknown parameter 'bogus_parameter'" in out
 

@@ -51,8 +51,9 @@ def test_depth_and_pose_messages_round_trip():
     from std_msgs.msg import Header
 
     from bwdp_core.frames import OPTICAL_RPY, transform_from_xyz_rpy
+    from bwdp_core.inference.intrinsics import camera_info_intrinsics
     from bwdp_ros.conversions import (
-        camera_info_intrinsics,
+        camera_info_numbers,
         depth_camera_info,
         depth_to_image,
         ns_to_stamp,
@@ -60,7 +61,7 @@ def test_depth_and_pose_messages_round_trip():
         stamp_to_ns,
         transform_stamped,
     )
-    from bwdp_ros.stream import depth_from_msg, make_camera_info_msg
+    from bwdp_tools.stream import depth_from_msg, make_camera_info_msg
 
     header = Header(stamp=ns_to_stamp(1_234_567_890_123), frame_id="cam")
     assert stamp_to_ns(header.stamp) == 1_234_567_890_123
@@ -72,7 +73,7 @@ def test_depth_and_pose_messages_round_trip():
     K = np.array([[50.0, 0, 2], [0, 60.0, 1.5], [0, 0, 1]])
     info = depth_camera_info(K, (3, 4), header, make_camera_info_msg(K * 2, 6, 8, 0))
     assert np.allclose(np.reshape(info.k, (3, 3)), K) and (info.height, info.width) == (3, 4)
-    assert camera_info_intrinsics(info)[1] == (3, 4)
+    assert camera_info_intrinsics(*camera_info_numbers(info))[1] == (3, 4)
     T = transform_from_xyz_rpy((1, 2, 3), OPTICAL_RPY)
     tf = transform_stamped(T, header.stamp, "base_link", "cam")
     assert (tf.transform.rotation.x, tf.transform.rotation.w) == pytest.approx((-0.5, 0.5))

@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 
 from bwdp_core.errors import ConfigError
-from bwdp_core.synth import (SynthSequence, kitti_intrinsics, make_scene, read_poses, render_frame, render_layers,
-                             render_sequence, write_kitti_odometry)
+from bwdp_core.synth import (
+    SynthSequence,
+    kitti_intrinsics,
+    make_scene,
+    read_poses,
+    render_frame,
+    render_layers,
+    render_sequence,
+    write_kitti_odometry,
+)
 from bwdp_core.synth.render import GROUND
 from bwdp_core.synth.scene import CAMERA_HEIGHT
 
@@ -192,7 +200,8 @@ def test_write_kitti_odometry_layout_and_round_trip(tmp_path):
 
 def _cli(*args):
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "bwdp_core.cli", "synth", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "bwdp_core.commands.cli", "synth", *args], capture_output=True,
+                          text=True,
                           timeout=120, cwd=REPO, env=env)
 
 

@@ -29,7 +29,8 @@ def bwdp_env(**extra) -> dict:
 
 
 def run_bwdp(*args, timeout: float = 240, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bwdp_core.cli", *map(str, args)], cwd=REPO, env=env or bwdp_env(),
+    return subprocess.run([sys.executable, "-m", "bwdp_core.commands.cli", *map(str, args)], cwd=REPO,
+                          env=env or bwdp_env(),
                           capture_output=True, text=True, timeout=timeout)
 
 

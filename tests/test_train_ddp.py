@@ -12,9 +12,9 @@ import sys
 
 import pytest
 import torch
+from test_train_config import REPO, bwdp_env, tiny_config
 
 from bwdp_core.train.loop import RANK_DUMP_ENV
-from test_train_config import REPO, bwdp_env, tiny_config
 
 ITERATIONS = 3
 
@@ -34,7 +34,7 @@ def test_two_gloo_ranks_keep_identical_parameters(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
            "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-           "-m", "bwdp_core.cli", "train", "--config", str(cfg), "--out", str(out)]
+           "-m", "bwdp_core.commands.cli", "train", "--config", str(cfg), "--out", str(out)]
     proc = subprocess.run(cmd, cwd=REPO, env=bwdp_env(**{RANK_DUMP_ENV: dump}), capture_output=True, text=True,
                           timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -53,8 +53,8 @@ def test_two_gloo_ranks_keep_identical_parameters(tmp_path):
         assert torch.equal(params0[name], params1[name]), f"{name} differs between ranks"
 
     # training moved the weights away from the seeded initialisation
-    from bwdp_core.train.loop import seed_everything
     from bwdp_core.checkpoint import build_models
+    from bwdp_core.train.loop import seed_everything
     seed_everything(0)
     disp0, _ = build_models({"num_layers": 18})
     moved = [not torch.equal(disp0.state_dict()[k], params0[f"disp_net.{k}"])

@@ -13,11 +13,11 @@ import time
 import numpy as np
 import pytest
 import torch
+from test_train_config import REPO, bwdp_env, run_bwdp, tiny_config
 
 from bwdp_core.train.checkpointing import capture_rng_state, restore_rng_state
 from bwdp_core.train.data import ResumableSampler, epoch_and_offset
 from bwdp_core.train.distributed import DistContext
-from test_train_config import REPO, bwdp_env, run_bwdp, tiny_config
 
 ITERATIONS = 8
 
@@ -39,7 +39,8 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
 
     out = tmp_path / "killed"
     last = out / "checkpoints" / "last.pt"
-    proc = subprocess.Popen([sys.executable, "-m", "bwdp_core.cli", "train", "--config", str(cfg), "--out", str(out)],
+    proc = subprocess.Popen([sys.executable, "-m", "bwdp_core.commands.cli", "train", "--config", str(cfg),
+                             "--out", str(out)],
                             cwd=REPO, env=bwdp_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180
     while not last.exists() and proc.poll() is None and time.monotonic() < deadline:

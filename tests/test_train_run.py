@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from test_train_config import run_bwdp, tiny_config
 
 ITERATIONS = 24

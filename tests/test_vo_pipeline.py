@@ -5,9 +5,16 @@ import torch
 
 from bwdp_core.errors import CheckpointError, ConfigError, DataError
 from bwdp_core.frames import OPTICAL_RPY, transform_from_xyz_rpy
-from bwdp_core.nets.fast_inference import resolve_backend
-from bwdp_core.vo_pipeline import DepthPoseEstimator, VisualOdometry, VOConfig, scale_intrinsics_to
-from bwdp_ros.fixtures import make_constant_motion_checkpoint
+from bwdp_core.inference import settings
+from bwdp_core.inference.backends import resolve_backend
+from bwdp_core.inference.vo_pipeline import (
+    VO_SETTINGS,
+    DepthPoseEstimator,
+    VisualOdometry,
+    VOConfig,
+    scale_intrinsics_to,
+)
+from bwdp_tools.fixtures import make_constant_motion_checkpoint
 
 H, W = 64, 192
 K_IMG = np.array([[200.0, 0, 190.0], [0, 200.0, 60.0], [0, 0, 1]])  # for 128x384 images
@@ -93,9 +100,30 @@ def test_bad_inputs_raise_without_changing_state(estimator):
         vo.process(np.zeros((10, 10), np.uint8), K_IMG, 1)
     with pytest.raises(DataError):
         vo.process(_frames(1)[0], np.zeros((3, 3)), 1)
+    with pytest.raises(DataError, match="last row must be 0 0 1"):  # the one camera-matrix rule (intrinsics.py)
+        vo.process(_frames(1)[0], K_IMG * 2, 1)
     assert vo.frames_since_reset == 1
     with pytest.raises(ConfigError):
         VOConfig(metric_scale=0).validate()
+
+
+def test_vo_config_takes_defaults_and_checks_from_the_settings_table():
+    cfg = VOConfig()
+    for name in VO_SETTINGS:
+        assert getattr(cfg, name) == settings.SETTING_BY_NAME[name].default, name
+    assert np.allclose(cfg.T_base_camera, transform_from_xyz_rpy(settings.default("camera_xyz"),
+                                                                 settings.default("camera_rpy")))
+    assert cfg.T_base_camera[0, 2] == pytest.approx(1.0)  # optical z -> base x
+    assert settings.SETTING_BY_NAME["metric_scale"].range.exclusive_minimum
+    assert settings.SETTING_BY_NAME["max_speed"].range.range_text == ">= 0"
+    with pytest.raises(ConfigError, match="'metric_scale' must be a finite number > 0"):
+        VOConfig(metric_scale=float("nan")).validate()
+    with pytest.raises(ConfigError, match="'max_speed' must be a finite number >= 0"):
+        VOConfig(max_speed=-1.0).validate()
+    cfg = VOConfig.from_settings({"metric_scale": 2, "camera_xyz": [0.5, 0.0, 1.0], "odom_frame": "ignored"})
+    assert cfg.metric_scale == 2.0 and cfg.T_base_camera[0, 3] == 0.5
+    with pytest.raises(ConfigError, match="camera_rpy"):
+        VOConfig.from_settings({"camera_rpy": [0.0, 0.0]})
 
 
 def test_scale_intrinsics_and_device_and_checkpoint_errors(tmp_path):

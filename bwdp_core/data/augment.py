@@ -45,7 +45,8 @@ def resize_depth(depth: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def flip_horizontal(images: list[np.ndarray], K: np.ndarray, depth: np.ndarray | None = None):
-    """Mirror left-right: every image (and the depth) x -> W-1-x; K: cx -> W-1-cx (skew negated). Returns the same triple."""
+    """Mirror left-right: every image (and the depth) x -> W-1-x; K: cx -> W-1-cx (skew negated). Returns the same
+    triple."""
     width = images[0].shape[1]
     flipped = [np.ascontiguousarray(im[:, ::-1]) for im in images]
     K = np.array(K, dtype=np.float64, copy=True)

@@ -21,7 +21,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bwdp_core.data.image_folder import ImageFolderSource
+from bwdp_core.data.kitti_odometry import KittiOdometrySource, kitti_odometry_sequences
+from bwdp_core.data.kitti_raw import KittiRawSource, prepared_kitti_folders
+from bwdp_core.data.rosbag_source import RosbagSource
+from bwdp_core.data.snippets import check_snippet_fits
 from bwdp_core.data.sources import FrameSource
+from bwdp_core.data.synth_source import SynthSource
+from bwdp_core.data.video import VideoSource
 from bwdp_core.errors import ConfigError, DataError
 
 _COMMON = {"type", "snippet_length", "stride", "check_images"}
@@ -56,7 +63,6 @@ def _sequences(value, default, where: str) -> list[str]:
 
 
 def _kitti_odom(cfg: dict, check: bool) -> list[FrameSource]:
-    from bwdp_core.data.kitti_odometry import KittiOdometrySource, kitti_odometry_sequences
 
     root = _require_path(cfg, cfg["type"])
     names = _sequences(cfg.get("sequences"), None, str(root)) or kitti_odometry_sequences(root)
@@ -65,11 +71,11 @@ def _kitti_odom(cfg: dict, check: bool) -> list[FrameSource]:
 
 
 def _kitti_raw(cfg: dict, check: bool) -> list[FrameSource]:
-    from bwdp_core.data.kitti_raw import KittiRawSource, prepared_kitti_folders
 
     root = _require_path(cfg, "kitti_raw")
     names = cfg.get("sequences")
-    folders = [root / n for n in _sequences(names, [], str(root))] if names is not None else prepared_kitti_folders(root)
+    folders = ([root / n for n in _sequences(names, [], str(root))] if names is not None
+               else prepared_kitti_folders(root))
     return [KittiRawSource(folder, check_images=check) for folder in folders]
 
 
@@ -86,25 +92,21 @@ def _one_source(cfg: dict, check: bool) -> list[FrameSource]:
     if kind == "kitti_raw":
         return _kitti_raw(cfg, check)
     if kind == "images":
-        from bwdp_core.data.image_folder import ImageFolderSource
 
         return [ImageFolderSource(_require_path(cfg, kind), cfg.get("intrinsics"), name=cfg.get("name"),
                                   depth_dir=cfg.get("depth_dir"), poses_file=cfg.get("poses_file"),
                                   check_images=check)]
     if kind == "video":
-        from bwdp_core.data.video import VideoSource
 
         return [VideoSource(_require_path(cfg, kind), cfg.get("intrinsics"), name=cfg.get("name"),
                             frame_step=int(cfg.get("frame_step", 1)), max_frames=cfg.get("max_frames"))]
     if kind == "rosbag":
-        from bwdp_core.data.rosbag_source import RosbagSource
 
         return [RosbagSource(_require_path(cfg, kind), image_topic=cfg.get("image_topic"),
                              info_topic=cfg.get("info_topic"), intrinsics=cfg.get("intrinsics"),
                              gt_topic=cfg.get("gt_topic"), name=cfg.get("name"),
                              frame_step=int(cfg.get("frame_step", 1)), max_frames=cfg.get("max_frames"))]
     # synth without a path: render in memory
-    from bwdp_core.data.synth_source import SynthSource
 
     missing = [k for k in ("frames", "height", "width") if k not in cfg]
     if missing:
@@ -115,7 +117,6 @@ def _one_source(cfg: dict, check: bool) -> list[FrameSource]:
 
 def build_sources(data_cfg) -> list[FrameSource]:
     """Config data section -> validated FrameSources (see module docstring for the accepted keys)."""
-    from bwdp_core.data.snippets import check_snippet_fits
 
     if isinstance(data_cfg, (list, tuple)):
         data_cfg = {"sources": list(data_cfg)}

@@ -1,6 +1,7 @@
 """ROS-free decoding of image messages into uint8 RGB arrays.
 
-The fields of ``sensor_msgs/msg/Image`` and ``sensor_msgs/msg/CompressedImage`` are passed as plain Python values, so the
+The fields of ``sensor_msgs/msg/Image`` and ``sensor_msgs/msg/CompressedImage`` are passed as plain Python values,
+so the
 same code serves the rosbag dataset (messages deserialised by ``rosbags``), ``bwdp replay`` and the ROS 2 node (messages
 from rclpy) without importing any ROS package here.
 
@@ -136,7 +137,8 @@ def decode_image(encoding: str, height: int, width: int, step: int, data, is_big
         raise DataError(f"{encoding} image step {step} is not a multiple of the {dtype.itemsize}-byte channel size")
     buf = _as_byte_array(data)
     if buf.size != step * h:
-        raise DataError(f"{encoding} image data has {buf.size} bytes, expected step x height = {step} x {h} = {step * h}")
+        raise DataError(f"{encoding} image data has {buf.size} bytes, expected step x height = {step} x {h} = "
+                        f"{step * h}")
 
     rows = buf.reshape(h, step)[:, : w * bytes_per_pixel]
     if dtype.itemsize > 1:

@@ -31,7 +31,8 @@ class KittiRawSource(ImageFolderSource):
         if not folder.is_dir():
             raise DataError(f"prepared KITTI folder {folder} does not exist")
         if not (folder / DONE_MARKER).is_file():
-            raise DataError(f"prepared KITTI folder {folder} is incomplete (no {DONE_MARKER}); re-run bwdp prepare-kitti")
+            raise DataError(f"prepared KITTI folder {folder} is incomplete (no {DONE_MARKER}); re-run bwdp "
+                            "prepare-kitti")
         super().__init__(folder, intrinsics=folder / "cam.txt", name=f"kitti_raw/{folder.name}",
                          check_images=check_images)
         self.frame_ids = None

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bwdp_core.bags.io import (
+from bwdp_core.data.bag_io import (
     CAMERA_INFO_TYPE,
     IMAGE_TYPES,
     ODOMETRY_TYPE,

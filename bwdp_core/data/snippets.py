@@ -9,7 +9,8 @@ Item (one format whatever the source)::
                  source without depth, so batches always collate),
      "index": int (dataset index), "source_index": int, "frame_index": int (target frame in its source)}
 
-Frames are resized to (H, W) with K rescaled exactly (see augment.py). With ``augment=True`` each snippet gets one random
+Frames are resized to (H, W) with K rescaled exactly (see augment.py). With ``augment=True`` each snippet gets one
+random
 scale-crop + flip applied identically to every frame and to the depth. Randomness comes from a generator seeded by
 (seed, epoch, index), so results do not depend on DataLoader workers or their order; call ``set_epoch`` to get fresh
 augmentations each epoch.

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from bwdp_core.errors import DataError
 
@@ -74,7 +75,8 @@ class FileFrameSource(FrameSource):
 
 # ------------------------------------------------------------------------------------------------ shared readers
 def read_image_file(path) -> np.ndarray:
-    """Image file -> uint8 RGB [H, W, 3] (grey replicated, alpha dropped, 16 bit -> high byte); DataError if unreadable."""
+    """Image file -> uint8 RGB [H, W, 3] (grey replicated, alpha dropped, 16 bit -> high byte); DataError if
+    unreadable."""
     path = Path(path)
     data = np.fromfile(str(path), dtype=np.uint8) if path.is_file() else None
     if data is None:
@@ -217,7 +219,6 @@ def check_image_files(files, expected_size: tuple[int, int] | None, where: str) 
     Returns (H, W). DataError naming the first missing, unreadable or differently sized file. The first file is also
     fully decoded, so a folder of undecodable images fails here rather than in a DataLoader worker.
     """
-    from PIL import Image, UnidentifiedImageError
 
     files = list(files)
     if not files:

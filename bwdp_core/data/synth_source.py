@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from bwdp_core.data.sources import FrameSource
+from bwdp_core.synth.render import render_sequence
 
 
 class SynthSource(FrameSource):
@@ -23,7 +24,6 @@ class SynthSource(FrameSource):
 
     @classmethod
     def render(cls, frames: int, height: int, width: int, seed: int = 0, **kwargs) -> "SynthSource":
-        from bwdp_core.synth.render import render_sequence
 
         return cls(render_sequence(frames, height, width, seed=seed, **kwargs), name=f"synth/seed{seed}")
 

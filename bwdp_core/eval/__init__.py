@@ -1,5 +1,5 @@
 """Evaluation: depth metrics (KITTI Eigen protocol), trajectory metrics (KITTI t_err/r_err, evo ATE/RPE), offline VO,
-export. Modules are imported lazily by the CLI; the public entry points are:
+export (the `bwdp` commands that drive them are in bwdp_core.commands). The public entry points are:
 
 - ``depth_metrics.compute_depth_metrics`` / ``evaluate_depth_image`` / ``compute_depth_errors`` / ``garg_crop_mask``
 - ``kitti_velodyne.velodyne_depth_map`` / ``project_velodyne_to_depth``
@@ -7,5 +7,5 @@ export. Modules are imported lazily by the CLI; the public entry points are:
 - ``odometry.evaluate_odometry`` / ``kitti_odometry_errors`` / ``align_and_associate``
 - ``trajectory_io.read_trajectory`` / ``write_trajectory``
 - ``vo.run_vo`` / ``chain_relative_poses``;  ``export.export_models``;  ``plots.depth_strip`` /
-  ``plot_trajectories_top_view``;  ``inference.predict_depth`` / ``predict_relative_pose``
+  ``plot_trajectories_top_view``
 """

@@ -15,17 +15,18 @@ Outputs: the table on stdout, ``--out DIR/metrics.json`` and ``DIR/depth_strip.p
 """
 from __future__ import annotations
 
-import argparse
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from tqdm import tqdm
 
+from bwdp_core.data.sources import image_file_size, list_images, read_depth_file, read_image_file
 from bwdp_core.errors import DataError
-from bwdp_core.eval.depth_metrics import MAX_DEPTH, MIN_DEPTH, evaluate_depth_image, format_table, summarize
+from bwdp_core.eval.depth_metrics import MAX_DEPTH, MIN_DEPTH, evaluate_depth_image, summarize
+from bwdp_core.eval.kitti_velodyne import velodyne_depth_map
+from bwdp_core.inference.preprocess import predict_depth
 
 
 @dataclass
@@ -80,8 +81,6 @@ def _find_benchmark_png(gt_root: Path, drive: str, frame: int, camera: int) -> P
 def eigen_samples(split_file, raw_root, gt_png_root=None, velo_depth: str = "velodyne",
                   skip_missing: bool = False) -> tuple[list[DepthSample], list[str]]:
     """Samples of an Eigen split list; returns (samples, names of frames skipped for lack of GT)."""
-    from bwdp_core.data.sources import read_depth_file
-    from bwdp_core.eval.kitti_velodyne import velodyne_depth_map
 
     raw_root = Path(raw_root)
     if not raw_root.is_dir():
@@ -107,7 +106,6 @@ def eigen_samples(split_file, raw_root, gt_png_root=None, velo_depth: str = "vel
                 continue
 
             def load(drive=drive, frame=frame, camera=camera, image_path=image_path):
-                from bwdp_core.data.sources import image_file_size
                 return velodyne_depth_map(raw_root, drive, frame, camera, image_file_size(image_path), velo_depth)
             samples.append(DepthSample(name, image_path, load))
     if missing and not skip_missing:
@@ -120,7 +118,6 @@ def eigen_samples(split_file, raw_root, gt_png_root=None, velo_depth: str = "vel
 # ------------------------------------------------------------------------------------------------- image folders
 def folder_samples(images_dir, depth_dir, name_prefix: str = "") -> list[DepthSample]:
     """Images in ``images_dir`` paired with ``depth_dir/<stem>.npy|.png`` by file stem (every image needs GT)."""
-    from bwdp_core.data.sources import list_images, read_depth_file
 
     depth_dir = Path(depth_dir)
     if not depth_dir.is_dir():
@@ -137,7 +134,8 @@ def folder_samples(images_dir, depth_dir, name_prefix: str = "") -> list[DepthSa
 
 
 def data_root_samples(root) -> list[DepthSample]:
-    """``--data ROOT``: ROOT/sequences/*/{image_2,depth} (all sequences), ROOT/{image_2|rgb|images|image} + ROOT/depth."""
+    """``--data ROOT``: ROOT/sequences/*/{image_2,depth} (all sequences), ROOT/{image_2|rgb|images|image} +
+    ROOT/depth."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data folder not found: {root}")
@@ -161,10 +159,7 @@ def evaluate_checkpoint(disp_net, samples: list[DepthSample], height: int, width
                         max_depth: float = MAX_DEPTH, num_visuals: int = 4, progress: bool = True) -> dict:
     """Predict every sample, score it, average. Returns the summary dict of ``depth_metrics.summarize`` plus
     "per_image" (name, metrics, scale) and "visuals" (list of (image, scaled prediction, gt) for the strip)."""
-    from tqdm import tqdm
 
-    from bwdp_core.data.sources import read_image_file
-    from bwdp_core.eval.inference import predict_depth
 
     vis_ids = set(np.linspace(0, len(samples) - 1, min(num_visuals, len(samples))).round().astype(int).tolist()) \
         if num_visuals > 0 else set()
@@ -187,81 +182,3 @@ def evaluate_checkpoint(disp_net, samples: list[DepthSample], height: int, width
     summary["per_image"] = per_image
     summary["visuals"] = visuals
     return summary
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="bwdp checkpoint (.pt)")
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--split-file", help="Eigen-style test list (<date>/<drive> <frame> l|r), e.g. the 697 frames")
-    src.add_argument("--images", help="folder of images (with --depth)")
-    src.add_argument("--data", help="folder in a known layout (bwdp synth / KITTI odometry style, or rgb + depth)")
-    parser.add_argument("--raw-root", help="KITTI raw root (with --split-file): <date>/<drive>/image_02/data, calib")
-    parser.add_argument("--gt-png-root", help="KITTI depth-benchmark GT root (instead of projecting velodyne scans)")
-    parser.add_argument("--depth", help="GT depth folder for --images (<stem>.npy metres or <stem>.png uint16/256)")
-    parser.add_argument("--velo-depth", choices=("velodyne", "camera"), default="velodyne",
-                        help="velodyne GT value: the scanner's forward distance (published protocol) or camera z")
-    parser.add_argument("--skip-missing", action="store_true", help="skip split frames without GT instead of failing")
-    parser.add_argument("--no-median-scaling", action="store_true", help="metric model: no per-image median scaling")
-    parser.add_argument("--crop", choices=("auto", "garg", "none"), default="auto",
-                        help="auto: Garg crop for --split-file, none for folders")
-    parser.add_argument("--min-depth", type=float, default=MIN_DEPTH)
-    parser.add_argument("--max-depth", type=float, default=MAX_DEPTH)
-    parser.add_argument("--limit", type=int, default=0, help="evaluate only the first N frames (0 = all)")
-    parser.add_argument("--num-visuals", type=int, default=4, help="frames in the colormap strip (0 = none)")
-    parser.add_argument("--out", default=None, help="folder for metrics.json and depth_strip.png")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-
-
-def main(args: argparse.Namespace) -> int:
-    from bwdp_core.checkpoint import load_models
-    from bwdp_core.device import resolve_device
-    from bwdp_core.eval.plots import depth_strip
-
-    if not 0 <= args.min_depth < args.max_depth:
-        raise DataError(f"depth range must satisfy 0 <= --min-depth < --max-depth, got {args.min_depth}..{args.max_depth}")
-    missing: list[str] = []
-    if args.split_file:
-        if not args.raw_root:
-            raise DataError("--split-file needs --raw-root (the KITTI raw folder with the images)")
-        samples, missing = eigen_samples(args.split_file, args.raw_root, args.gt_png_root, args.velo_depth,
-                                         args.skip_missing)
-        protocol = ("kitti_eigen_depth_benchmark_png" if args.gt_png_root else
-                    "kitti_eigen_velodyne" + ("_camera_z" if args.velo_depth == "camera" else ""))
-    elif args.images:
-        if not args.depth:
-            raise DataError("--images needs --depth (the folder of GT depth files)")
-        samples, protocol = folder_samples(args.images, args.depth), "image_folder"
-    else:
-        samples, protocol = data_root_samples(args.data), "data_folder"
-    if args.limit > 0:
-        samples = samples[:args.limit]
-    if not samples:
-        raise DataError("nothing to evaluate: no frame has ground truth")
-    garg = args.crop == "garg" or (args.crop == "auto" and bool(args.split_file))
-    median = not args.no_median_scaling
-
-    device = resolve_device(args.device)
-    disp_net, _, meta = load_models(args.checkpoint, device)
-    height, width = int(meta["height"]), int(meta["width"])
-    start = time.perf_counter()
-    summary = evaluate_checkpoint(disp_net, samples, height, width, device=device, median_scaling=median,
-                                  garg_crop=garg, min_depth=args.min_depth, max_depth=args.max_depth,
-                                  num_visuals=args.num_visuals)
-    elapsed = time.perf_counter() - start
-    visuals = summary.pop("visuals")
-    report = {"protocol": protocol, "checkpoint": str(args.checkpoint), "prediction_size": [height, width],
-              "median_scaling": median, "crop": "garg" if garg else "none",
-              "min_depth": args.min_depth, "max_depth": args.max_depth,
-              "num_missing_gt": len(missing), **summary}
-    print(f"{protocol}: {summary['num_images']} images ({summary['num_skipped']} without valid GT, {len(missing)} "
-          f"without GT file), crop {report['crop']}, median scaling {'on' if median else 'off'} "
-          f"(scale median {summary['scale_median']:.3f}, std {summary['scale_std']:.3f}), {elapsed:.1f} s on {device}")
-    print(format_table(summary["metrics"]))
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        if visuals:
-            report["strip"] = str(depth_strip(visuals, out / "depth_strip.png"))
-        (out / "metrics.json").write_text(json.dumps(report, indent=2))
-        print(f"wrote {out / 'metrics.json'}" + (f" and {report['strip']}" if visuals else ""))
-    return 0

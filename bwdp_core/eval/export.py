@@ -12,8 +12,6 @@ A ``export.json`` next to the files records sizes, outputs and the measured diff
 """
 from __future__ import annotations
 
-import argparse
-import json
 import warnings
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bwdp_core.checkpoint import load_models
 from bwdp_core.errors import BwdpError, ConfigError
 
 
@@ -68,7 +67,7 @@ def export_torchscript(module: nn.Module, inputs: tuple, path: Path) -> Path:
 def export_onnx(module: nn.Module, inputs: tuple, path: Path, input_names: list[str], output_name: str,
                 opset: int = 17) -> Path:
     """TorchScript-based ONNX export (``dynamo=False``) with a dynamic batch axis; the model is checked by onnx."""
-    import onnx
+    import onnx  # optional dependency (the export extra): only for --format onnx
 
     dynamic = {name: {0: "batch"} for name in [*input_names, output_name]}
     with torch.no_grad(), warnings.catch_warnings():
@@ -85,7 +84,7 @@ def run_exported(path: Path, fmt: str, inputs: tuple) -> np.ndarray:
         module = torch.jit.load(str(path), map_location="cpu")
         with torch.no_grad():
             return module(*inputs).cpu().numpy()
-    import onnxruntime as ort
+    import onnxruntime as ort  # only to check an ONNX export
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     feeds = {inp.name: t.cpu().numpy() for inp, t in zip(session.get_inputs(), inputs)}
@@ -96,7 +95,6 @@ def export_models(checkpoint: str | Path, out_dir: str | Path, fmt: str = "torch
                   depth_output: str = "disparity", tolerance: float = 1e-4, batch: int = 2) -> dict:
     """Export both networks of ``checkpoint`` to ``out_dir`` and check parity. Returns the report dict
     ({"files": {...}, "max_abs_diff": {"depth_net": .., "pose_net": ..}, "passed": bool, ...})."""
-    from bwdp_core.checkpoint import load_models
 
     if fmt not in ("torchscript", "onnx"):
         raise ConfigError(f"--format must be torchscript or onnx, not {fmt!r}")
@@ -135,25 +133,3 @@ def export_models(checkpoint: str | Path, out_dir: str | Path, fmt: str = "torch
                        "pose_net": f"tgt, ref [B,3,{height},{width}] RGB in [0,1]"},
             "parity_batch": batch, "max_abs_diff": diffs, "tolerance": tolerance,
             "passed": all(d <= tolerance for d in diffs.values())}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="bwdp checkpoint (.pt)")
-    parser.add_argument("--format", choices=("torchscript", "onnx"), required=True)
-    parser.add_argument("--out", default="export", help="output folder (default ./export)")
-    parser.add_argument("--depth-output", choices=("disparity", "depth"), default="disparity",
-                        help="what the exported depth network returns at full resolution")
-    parser.add_argument("--tolerance", type=float, default=1e-4,
-                        help="largest allowed |exported - PyTorch| on the parity check (default 1e-4)")
-
-
-def main(args: argparse.Namespace) -> int:
-    report = export_models(args.checkpoint, args.out, args.format, args.depth_output, args.tolerance)
-    (Path(args.out) / "export.json").write_text(json.dumps(report, indent=2))
-    for name, path in report["files"].items():
-        print(f"{name}: {path}  max abs diff vs PyTorch {report['max_abs_diff'][name]:.3e}")
-    if not report["passed"]:
-        print(f"bwdp export: parity check failed (tolerance {report['tolerance']:g})")
-        return 1
-    print(f"parity check passed (tolerance {report['tolerance']:g})")
-    return 0

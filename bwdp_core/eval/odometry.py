@@ -14,6 +14,9 @@ import copy
 import logging
 
 import numpy as np
+from evo.core import metrics, sync
+from evo.core.geometry import GeometryException
+from evo.core.trajectory import PosePath3D, PoseTrajectory3D
 
 from bwdp_core.errors import DataError
 from bwdp_core.eval.trajectory_io import Trajectory
@@ -107,8 +110,6 @@ def associate(pred: Trajectory, gt: Trajectory, max_time_diff: float = 0.01):
     Both with timestamps: evo.core.sync.associate_trajectories (nearest stamp within ``max_time_diff`` s).
     Otherwise the i-th pose of one is the i-th of the other and the lengths must match.
     """
-    from evo.core import sync
-    from evo.core.trajectory import PosePath3D, PoseTrajectory3D
 
     if pred.timestamps is not None and gt.timestamps is not None:
         gt_traj = PoseTrajectory3D(poses_se3=list(gt.poses), timestamps=gt.timestamps)
@@ -116,7 +117,8 @@ def associate(pred: Trajectory, gt: Trajectory, max_time_diff: float = 0.01):
         try:
             gt_sync, pred_sync = sync.associate_trajectories(gt_traj, pred_traj, max_diff=max_time_diff)
         except Exception as err:  # evo raises SyncException when nothing matches
-            raise DataError(f"cannot associate timestamps of {pred.name or 'prediction'} and {gt.name or 'ground truth'}"
+            raise DataError(f"cannot associate timestamps of {pred.name or 'prediction'} and "
+                            f"{gt.name or 'ground truth'}"
                             f" within {max_time_diff} s: {err}") from None
         if gt_sync.num_poses < 2:
             raise DataError(f"only {gt_sync.num_poses} poses of {pred.name} match {gt.name} in time")
@@ -138,7 +140,6 @@ def align_path(pred_path, gt_path, mode: str = "sim3") -> dict:
     least-squares factor of positions relative to the first pose (the GT/prediction path-length ratio when that factor
     is not positive). Returns {"mode", "scale", "method"}.
     """
-    from evo.core.geometry import GeometryException
 
     if mode not in ALIGN_MODES:
         raise DataError(f"unknown alignment {mode!r} (choose one of {', '.join(ALIGN_MODES)})")
@@ -180,7 +181,6 @@ def _stats(metric) -> dict:
 
 def evo_ate_rpe(gt_path, pred_path) -> dict:
     """ATE (evo APE, translation part, metres) and RPE (evo, consecutive frames: translation m, rotation deg)."""
-    from evo.core import metrics
 
     ape = metrics.APE(metrics.PoseRelation.translation_part)
     ape.process_data((gt_path, pred_path))
@@ -227,7 +227,8 @@ def format_summary(result: dict) -> str:
              f"KITTI  t_err {t_err}   r_err {r_err}   ({k['num_segments']} segments, lengths "
              f"{k['segment_lengths_m'][0]:.3g}..{k['segment_lengths_m'][-1]:.3g} m)",
              f"ATE    rmse {result['ate_m']['rmse']:.4f} m   mean {result['ate_m']['mean']:.4f} m",
-             f"RPE    trans rmse {result['rpe_trans_m']['rmse']:.4f} m   rot rmse {result['rpe_rot_deg']['rmse']:.4f} deg"]
+             f"RPE    trans rmse {result['rpe_trans_m']['rmse']:.4f} m   rot rmse "
+             f"{result['rpe_rot_deg']['rmse']:.4f} deg"]
     if "note" in k:
         lines.append(f"note: {k['note']}")
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -30,14 +31,15 @@ def colorize_inverse_depth(depth: np.ndarray, vmax: float | None = None, dilate:
 
 
 def depth_strip(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], path: str | Path,
-                width: int = 640) -> Path:
+                width: int = 640, labels: Sequence[str] | None = None) -> Path:
     """Write a PNG with one row per frame: input image | predicted depth | GT depth, each resized to ``width`` px.
 
     ``rows``: (image uint8 [H,W,3] RGB, predicted depth [H,W] metres (already scaled), GT depth [H,W] or None).
-    Prediction and GT of a row share one colour scale (from the GT when it has valid pixels).
+    Prediction and GT of a row share one colour scale (from the GT when it has valid pixels). ``labels``: one text per
+    row (e.g. the frame index), written into the top-left corner of its input image.
     """
     tiles = []
-    for image, pred, gt in rows:
+    for row, (image, pred, gt) in enumerate(rows):
         h, w = image.shape[:2]
         height = max(1, int(round(h * width / w)))
         gt_valid = gt is not None and np.any(np.asarray(gt) > 0)
@@ -48,13 +50,24 @@ def depth_strip(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], pa
         parts = [image, colorize_inverse_depth(pred, vmax)]
         parts.append(colorize_inverse_depth(gt, vmax, dilate=2 if sparse else 0) if gt is not None
                      else np.zeros_like(image))
-        tiles.append(np.concatenate([cv2.resize(p, (width, height), interpolation=cv2.INTER_AREA if p.shape[1] > width
-                                                else cv2.INTER_NEAREST) for p in parts], axis=1))
+        resized = [cv2.resize(p, (width, height), interpolation=cv2.INTER_AREA if p.shape[1] > width
+                              else cv2.INTER_NEAREST) for p in parts]
+        if labels is not None:
+            _put_label(resized[0], str(labels[row]))
+        tiles.append(np.concatenate(resized, axis=1))
     strip = np.concatenate(tiles, axis=0)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), strip[..., ::-1])
     return path
+
+
+def _put_label(image: np.ndarray, text: str) -> None:
+    """White text with a black outline in the top-left corner of ``image`` (uint8 RGB, drawn in place)."""
+    scale = max(0.35, image.shape[0] / 400)
+    origin = (4, 4 + int(round(22 * scale)))
+    for color, thickness in (((0, 0, 0), 3), ((255, 255, 255), 1)):
+        cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thickness, cv2.LINE_AA)
 
 
 def top_view_axes(positions: np.ndarray) -> tuple[int, int]:
@@ -67,19 +80,29 @@ def top_view_axes(positions: np.ndarray) -> tuple[int, int]:
 
 
 def plot_trajectories_top_view(gt_poses: np.ndarray, pred_poses: np.ndarray, path: str | Path,
-                               title: str = "", pred_label: str = "prediction (aligned)") -> Path:
-    """Top-view PNG of GT and (aligned) predicted camera-to-world poses [N, 4, 4]; start marked with a circle."""
+                               title: str = "", pred_label: str = "prediction (aligned)",
+                               others: Sequence[tuple[np.ndarray, str]] = (),
+                               axes: tuple[int, int] | None = None) -> Path:
+    """Top-view PNG of GT and (aligned) predicted camera-to-world poses [N, 4, 4]; start marked with a circle.
+
+    ``others``: further (aligned) trajectories to compare with, as (poses [M, 4, 4], label), drawn dashed.
+    ``axes``: the two position axes to plot (default: ``top_view_axes`` of the ground truth)."""
+    # matplotlib is an optional dependency (the eval/train extras): imported only when a plot is drawn
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     gt_xyz = gt_poses[:, :3, 3]
     pred_xyz = pred_poses[:, :3, 3]
-    a, b = top_view_axes(gt_xyz)
+    a, b = top_view_axes(gt_xyz) if axes is None else axes
     names = "xyz"
     fig, ax = plt.subplots(figsize=(6, 6), dpi=100)
     ax.plot(gt_xyz[:, a], gt_xyz[:, b], "k-", lw=1.5, label="ground truth")
     ax.plot(pred_xyz[:, a], pred_xyz[:, b], "r-", lw=1.2, label=pred_label)
+    colors = ("tab:gray", "tab:blue", "tab:green", "tab:purple", "tab:orange")
+    for i, (poses, label) in enumerate(others):
+        xyz = np.asarray(poses)[:, :3, 3]
+        ax.plot(xyz[:, a], xyz[:, b], "--", color=colors[i % len(colors)], lw=1.2, label=label)
     ax.plot(gt_xyz[0, a], gt_xyz[0, b], "ko", ms=6, label="start")
     ax.set_xlabel(f"{names[a]} [m]")
     ax.set_ylabel(f"{names[b]} [m]")

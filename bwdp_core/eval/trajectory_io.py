@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from evo.core.trajectory import PosePath3D, PoseTrajectory3D
+from evo.tools import file_interface
 
 from bwdp_core.errors import DataError
 
@@ -83,7 +85,8 @@ def read_trajectory(path: str | Path, fmt: str = "auto") -> Trajectory:
     data, lines = _read_rows(path)
     found = _COLUMNS[data.shape[1]]
     if fmt != "auto" and fmt != found:
-        raise DataError(f"{path}: expected a {fmt.upper()} trajectory, found {data.shape[1]} numbers per line ({found})")
+        raise DataError(f"{path}: expected a {fmt.upper()} trajectory, found {data.shape[1]} numbers per line "
+                        f"({found})")
     n = len(data)
     poses = np.tile(np.eye(4), (n, 1, 1))
     if found == "kitti":
@@ -102,8 +105,6 @@ def read_trajectory(path: str | Path, fmt: str = "auto") -> Trajectory:
 def write_trajectory(path: str | Path, poses: np.ndarray, fmt: str = "kitti",
                      timestamps: np.ndarray | None = None) -> Path:
     """Write camera-to-world poses [N, 4, 4] as KITTI or TUM (TUM needs ``timestamps`` [N], seconds)."""
-    from evo.core.trajectory import PosePath3D, PoseTrajectory3D
-    from evo.tools import file_interface
 
     path = Path(path)
     poses = np.asarray(poses, dtype=np.float64)

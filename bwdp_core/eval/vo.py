@@ -14,13 +14,16 @@ camera i−1. Chaining therefore needs no inversion:
 """
 from __future__ import annotations
 
-import argparse
-import time
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
+from bwdp_core.data.kitti_odometry import KittiOdometrySource, kitti_odometry_sequences
 from bwdp_core.errors import DataError
+from bwdp_core.geometry import pose_vec_to_mat
+from bwdp_core.inference.preprocess import image_to_tensor
 
 
 def chain_relative_poses(relative: list[np.ndarray] | np.ndarray) -> np.ndarray:
@@ -37,11 +40,7 @@ def run_vo(pose_net, source, height: int, width: int, device="cpu", progress: bo
 
     Consecutive pairs are run ``batch_size`` at a time (eval-mode networks: the result does not depend on batching).
     """
-    import torch
-    from tqdm import tqdm
 
-    from bwdp_core.eval.inference import image_to_tensor
-    from bwdp_core.geometry import pose_vec_to_mat
 
     n = len(source)
     if n < 2:
@@ -73,7 +72,6 @@ def run_vo(pose_net, source, height: int, width: int, device="cpu", progress: bo
 
 def open_kitti_sequence(path: str | Path):
     """``--kitti-seq``: a sequence folder ``ROOT/sequences/NN``, or a ROOT holding exactly one sequence."""
-    from bwdp_core.data.kitti_odometry import KittiOdometrySource, kitti_odometry_sequences
 
     path = Path(path)
     if (path / "sequences").is_dir():
@@ -85,48 +83,3 @@ def open_kitti_sequence(path: str | Path):
     if not path.is_dir():
         raise DataError(f"KITTI odometry sequence folder {path} does not exist")
     return KittiOdometrySource(path.parent.parent, path.name)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="bwdp checkpoint (.pt)")
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--images", help="folder of images, in name order")
-    src.add_argument("--kitti-seq", help="KITTI odometry sequence folder (ROOT/sequences/NN)")
-    parser.add_argument("--intrinsics", default=None,
-                        help="with --images: cam.txt (3x3 or fx fy cx cy) or \"fx fy cx cy\" (default DIR/cam.txt)")
-    parser.add_argument("--out", required=True, help="trajectory file to write")
-    parser.add_argument("--format", choices=("kitti", "tum"), default="kitti",
-                        help="kitti: 12 numbers per pose; tum: 'stamp x y z qx qy qz qw'")
-    parser.add_argument("--fps", type=float, default=10.0,
-                        help="frame rate for TUM timestamps when the source has none (default 10, KITTI's)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--batch-size", type=int, default=8, help="frame pairs per PoseNet call (default 8)")
-
-
-def main(args: argparse.Namespace) -> int:
-    from bwdp_core.checkpoint import load_models
-    from bwdp_core.device import resolve_device
-    from bwdp_core.eval.trajectory_io import write_trajectory
-
-    if args.images:
-        from bwdp_core.data.image_folder import ImageFolderSource
-        source = ImageFolderSource(args.images, intrinsics=args.intrinsics)
-    else:
-        if args.intrinsics:
-            raise DataError("--intrinsics is only for --images (a KITTI sequence has calib.txt)")
-        source = open_kitti_sequence(args.kitti_seq)
-    if args.fps <= 0:
-        raise DataError(f"--fps must be positive, got {args.fps}")
-    device = resolve_device(args.device)
-    _, pose_net, meta = load_models(args.checkpoint, device)
-    start = time.perf_counter()
-    poses = run_vo(pose_net, source, int(meta["height"]), int(meta["width"]), device,
-                   batch_size=args.batch_size)
-    elapsed = time.perf_counter() - start
-    timestamps = source.timestamps if source.timestamps is not None else np.arange(len(poses)) / args.fps
-    out = write_trajectory(args.out, poses, args.format, timestamps if args.format == "tum" else None)
-    path_length = float(np.sum(np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1)))
-    print(f"{len(poses)} poses from {getattr(source, 'name', args.images or args.kitti_seq)} "
-          f"({(len(poses) - 1) / max(elapsed, 1e-9):.1f} pairs/s on {device}), path length {path_length:.3f} "
-          f"(network units) -> {out} [{args.format}]")
-    return 0

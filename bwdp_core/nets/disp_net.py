@@ -1,6 +1,7 @@
 """DispNet: ResNet encoder + five-level decoder with skip connections, predicting disparity at four scales.
 
-Architecture (method notes, "Networks"): decoder channels 16, 32, 64, 128, 256; each level = 3x3 conv (ELU, replicate padding),
+Architecture (method notes, "Networks"): decoder channels 16, 32, 64, 128, 256; each level = 3x3 conv (ELU,
+replicate padding),
 nearest x2 upsampling, concatenation with the encoder feature of the same resolution, 3x3 conv (ELU); a 3x3 conv head
 per output scale; disp = 10 * sigmoid(x) + 0.01 so depth = 1 / disp lies in (0.1, 100) (scale-ambiguous units).
 """

@@ -1,7 +1,8 @@
 """PoseNet: relative camera motion between two frames from a 6-channel ResNet and a small convolutional head.
 
 Architecture (method notes, "Networks"): the two frames are normalised and stacked along channels, a ResNet with a
-6-channel first conv encodes them, then 1x1 conv (256) -> 3x3 conv (256) -> 3x3 conv (256) -> 1x1 conv (6), ReLU between,
+6-channel first conv encodes them, then 1x1 conv (256) -> 3x3 conv (256) -> 3x3 conv (256) -> 1x1 conv (6), ReLU
+between,
 global mean over the 1/32 map, times 0.01 (keeps the initial motion near identity).
 """
 from __future__ import annotations

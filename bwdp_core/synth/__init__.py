@@ -4,8 +4,14 @@
     seq = render_sequence(frames=20, height=128, width=416, seed=0)
     write_kitti_odometry(seq, "out/")            # or: bwdp synth --out out/ --frames 20
 """
-from bwdp_core.synth.render import (SynthSequence, camera_poses, kitti_intrinsics, render_frame, render_layers,
-                                    render_sequence)
+from bwdp_core.synth.render import (
+                                    SynthSequence,
+                                    camera_poses,
+                                    kitti_intrinsics,
+                                    render_frame,
+                                    render_layers,
+                                    render_sequence,
+)
 from bwdp_core.synth.scene import Scene, make_scene
 from bwdp_core.synth.write import read_poses, write_kitti_odometry
 

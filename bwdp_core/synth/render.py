@@ -16,7 +16,7 @@ import numpy as np
 
 from bwdp_core.errors import ConfigError
 from bwdp_core.synth import textures as tx
-from bwdp_core.synth.scene import (GROUND_Y, START_S, STEP_M, Boxes, Scene, make_scene)
+from bwdp_core.synth.scene import GROUND_Y, START_S, STEP_M, Boxes, Scene, make_scene
 
 NEAR = 0.05  # metres: nearer hits are ignored
 CULL_DISTANCE = 250.0  # metres: objects farther from the camera are not tested

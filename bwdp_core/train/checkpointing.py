@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bwdp_core.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from bwdp_core.errors import CheckpointError
 
 LAST = "last.pt"
@@ -56,7 +57,6 @@ def restore_rng_state(state: dict) -> None:
 def training_checkpoint(disp_net, pose_net, cfg: dict, step: int, optimizer, scaler, rng_per_rank: list,
                         best: dict | None) -> dict:
     """The checkpoint dict of a training run at ``step`` (networks unwrapped from DDP by the caller)."""
-    from bwdp_core.checkpoint import make_checkpoint
 
     extra = {"optimizer": optimizer.state_dict(), "rng": {"per_rank": rng_per_rank}}
     if scaler is not None and scaler.is_enabled():
@@ -69,7 +69,6 @@ def training_checkpoint(disp_net, pose_net, cfg: dict, step: int, optimizer, sca
 
 def weights_checkpoint(disp_net, pose_net, cfg: dict, step: int, best: dict) -> dict:
     """best.pt: networks, config, step and the validation record; no optimizer state (a third of the size)."""
-    from bwdp_core.checkpoint import make_checkpoint
 
     return make_checkpoint(disp_net, pose_net, cfg["data"]["height"], cfg["data"]["width"], step=int(step),
                            config=cfg, best=dict(best))
@@ -77,7 +76,6 @@ def weights_checkpoint(disp_net, pose_net, cfg: dict, step: int, best: dict) -> 
 
 def write_checkpoint(path: Path, ckpt: dict) -> None:
     """Atomic write (temp file + fsync + rename, bwdp_core.checkpoint.save_checkpoint)."""
-    from bwdp_core.checkpoint import save_checkpoint
 
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, ckpt)
@@ -99,7 +97,6 @@ def remove_stale_temp_files(directory: Path) -> list[Path]:
 
 def load_resume_checkpoint(out: str | Path) -> tuple[Path, dict]:
     """The latest checkpoint of a run in ``out``; CheckpointError when none is there or it cannot be read."""
-    from bwdp_core.checkpoint import load_checkpoint
 
     path = checkpoint_dir(out) / LAST
     if not path.is_file():

@@ -1,4 +1,5 @@
-"""Training configuration: the documented defaults (config/train.yaml) <- a user YAML file <- `--set key=value`.
+"""Training configuration: the documented defaults (bwdp_core/config/train.yaml) <- a user YAML file <- `--set
+key=value`.
 
 The result is a plain nested dict (YAML-able, stored in every checkpoint). Keys that are not in the defaults are
 rejected with a ConfigError naming the key, except inside the free-form sub-trees listed in ``FREE_FORM`` whose keys
@@ -8,31 +9,24 @@ from __future__ import annotations
 
 import copy
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from bwdp_core.device import DEVICES
 from bwdp_core.errors import ConfigError
 
 # sub-trees whose keys belong to another module: data sources (bwdp_core.data.build) and loss fields (LossConfig)
 FREE_FORM = {("data", "source"), ("data", "val_source"), ("loss", "overrides"), ("loss", "weights")}
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def default_config_path() -> Path:
-    """config/train.yaml in the source tree, or the copy installed under <prefix>/share/bwdp_ros/config."""
-    candidates = [
-        Path(__file__).resolve().parents[2] / "config" / "train.yaml",
-        Path(sys.prefix) / "share" / "bwdp_ros" / "config" / "train.yaml",
-    ]
-    prefix = os.environ.get("AMENT_PREFIX_PATH", "")
-    candidates += [Path(p) / "share" / "bwdp_ros" / "config" / "train.yaml" for p in prefix.split(os.pathsep) if p]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise ConfigError(f"default training config not found (looked in {', '.join(str(c) for c in candidates[:2])})")
+    """The documented defaults, shipped as package data: bwdp_core/config/train.yaml."""
+    path = Path(__file__).resolve().parents[1] / "config" / "train.yaml"
+    if not path.is_file():
+        raise ConfigError(f"default training config not found at {path} (a broken install of bwdp_core)")
+    return path
 
 
 def read_yaml(path: str | os.PathLike) -> dict:
@@ -142,8 +136,12 @@ def _require(cfg: dict, dotted: str, kind, check=None, hint: str = "") -> Any:
 
 def validate_config(cfg: dict) -> None:
     """Types and ranges of every key that the trainer itself uses (sources and loss fields are checked downstream)."""
-    pos = (lambda v: v > 0)
-    nonneg = (lambda v: v >= 0)
+    def pos(v):
+        return v > 0
+
+    def nonneg(v):
+        return v >= 0
+
     _require(cfg, "model.num_layers", int, lambda v: v in (18, 50), "must be 18 or 50")
     _require(cfg, "model.pretrained", (str, type(None)), hint="a path or null")
     _require(cfg, "loss.preset", str, hint="a preset name")
@@ -161,7 +159,7 @@ def validate_config(cfg: dict) -> None:
         if not (isinstance(src, dict) and (src.get("type") or src.get("sources"))) \
                 and not (isinstance(src, list) and src):
             raise ConfigError(f"config key data.{name} must be a source mapping with a 'type' (or a list of them), "
-                              f"got {src!r} (see config/train.yaml)")
+                              f"got {src!r} (see bwdp_core/config/train.yaml)")
         if isinstance(src, dict) and "path" in src and src["path"] in (None, ""):
             raise ConfigError(f"config key data.{name}.path is not set (the folder, video or bag to train on)")
     _require(cfg, "train.batch", int, pos, "at least 1")
@@ -177,7 +175,8 @@ def validate_config(cfg: dict) -> None:
     for key in ("image_every", "val_every", "val_batches", "threads"):
         _require(cfg, f"train.{key}", int, nonneg, "non-negative (0 = off/default)")
     _require(cfg, "train.amp", bool, hint="true or false")
-    _require(cfg, "train.device", str, lambda v: v in DEVICES, "auto, cpu or cuda")
+    _require(cfg, "train.device", str, lambda v: v in DEVICES,
+             f"{', '.join(DEVICES[:-1])} or {DEVICES[-1]}")
     _require(cfg, "train.grad_clip", (int, float), nonneg, "non-negative")
     _require(cfg, "out", str, lambda v: bool(v.strip()), "an output folder")
 

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from torch.utils.data.distributed import DistributedSampler
 
+from bwdp_core.data.build import build_sources
+from bwdp_core.data.snippets import SnippetDataset
 from bwdp_core.errors import DataError
 from bwdp_core.train.distributed import DistContext
 
@@ -48,7 +52,6 @@ class TrainData:
 def load_sources(source_cfg, data_cfg: dict) -> list:
     """FrameSources of a data config; build_sources validates every file before training starts (DataError naming it),
     including that each sequence holds one snippet of ``data.snippet_length`` frames at ``data.stride``."""
-    from bwdp_core.data.build import build_sources
 
     snippet = {"snippet_length": data_cfg["snippet_length"], "stride": data_cfg["stride"]}
     if isinstance(source_cfg, list):
@@ -62,7 +65,6 @@ def load_sources(source_cfg, data_cfg: dict) -> list:
 
 
 def snippet_dataset(sources: list, data_cfg: dict, augment: bool, seed: int) -> Dataset:
-    from bwdp_core.data.snippets import SnippetDataset
 
     return SnippetDataset(sources, data_cfg["height"], data_cfg["width"], snippet_length=data_cfg["snippet_length"],
                           stride=data_cfg["stride"], augment=augment, seed=seed)
@@ -118,9 +120,7 @@ def epoch_and_offset(step: int, steps_per_epoch: int) -> tuple[int, int]:
 
 
 def _seed_worker(worker_id: int) -> None:
-    import random
 
-    import numpy as np
 
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 
 def colorize(values: torch.Tensor, cmap: str = "magma", invert: bool = False) -> np.ndarray:
     """A [H,W] map -> uint8 RGB [H,W,3], normalised by its 5th..95th percentile (robust to sky / outliers)."""
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # optional heavy dependency (the train extra): only when images are logged
 
     v = values.detach().float().cpu().numpy()
     finite = np.isfinite(v)
@@ -51,7 +52,7 @@ class TrainLogger(NullLogger):
     def __init__(self, out: str | Path, log_every: int, show_progress: bool = True, resume_step: int | None = None):
         """``resume_step``: a resumed run drops what the interrupted run logged after its checkpoint (TensorBoard
         events via purge_step, metrics.jsonl lines), so every step appears once."""
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # slow to import (~2 s): only when a run logs
 
         self.out = Path(out)
         self.log_every = log_every
@@ -69,7 +70,6 @@ class TrainLogger(NullLogger):
         self._t0 = time.perf_counter()
 
     def start(self, step: int, total: int) -> None:
-        from tqdm import tqdm
 
         # disable=None: tqdm turns itself off when stderr is not a terminal; log lines are printed instead
         self.bar = tqdm(total=total, initial=step, desc="train", unit="it", dynamic_ncols=True,

@@ -28,8 +28,15 @@ from bwdp_core.train.config import dump_config
 from bwdp_core.train.data import TrainData, build_train_data, epoch_and_offset, epoch_loader, make_loader
 from bwdp_core.train.distributed import DistContext, all_gather_objects, barrier, broadcast_object, wrap_model
 from bwdp_core.train.logging import NullLogger, TrainLogger
-from bwdp_core.train.step import (SnippetModel, build_loss_config, build_networks, build_optimizer, make_scaler,
-                                  train_step, use_amp)
+from bwdp_core.train.step import (
+    SnippetModel,
+    build_loss_config,
+    build_networks,
+    build_optimizer,
+    make_scaler,
+    train_step,
+    use_amp,
+)
 from bwdp_core.train.validation import validate
 
 # set to a folder to make every rank write rank<N>.pt (its parameters + the sample indices it trained on) at the end;

@@ -6,12 +6,17 @@ touching the networks, swap the networks without touching the loss.
 """
 from __future__ import annotations
 
+import dataclasses
 from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 
+from bwdp_core.checkpoint import build_models
 from bwdp_core.errors import ConfigError
+from bwdp_core.losses.config import loss_config
+from bwdp_core.losses.total import total_loss
+from bwdp_core.model import SnippetPrediction, predict_snippet
 
 
 class SnippetModel(torch.nn.Module):
@@ -29,9 +34,7 @@ class SnippetModel(torch.nn.Module):
         self.loss_cfg = loss_cfg
 
     def forward(self, tgt_img: torch.Tensor, ref_imgs: list[torch.Tensor]) -> dict:
-        import dataclasses
 
-        from bwdp_core.model import predict_snippet
 
         pred = predict_snippet(self.disp_net, self.pose_net, tgt_img, ref_imgs, self.loss_cfg)
         return {f.name: getattr(pred, f.name) for f in dataclasses.fields(pred)}
@@ -39,14 +42,12 @@ class SnippetModel(torch.nn.Module):
 
 def as_prediction(fields: dict):
     """SnippetModel's output dict -> bwdp_core.model.SnippetPrediction."""
-    from bwdp_core.model import SnippetPrediction
 
     return SnippetPrediction(**fields)
 
 
 def build_loss_config(cfg: dict):
     """LossConfig from ``loss.preset`` + ``loss.overrides`` + ``loss.weights`` (ConfigError on unknown keys)."""
-    from bwdp_core.losses.config import loss_config
 
     overrides = dict(cfg["loss"].get("overrides") or {})
     weights = dict(cfg["loss"].get("weights") or {})
@@ -62,7 +63,6 @@ def build_loss_config(cfg: dict):
 
 def build_networks(cfg: dict):
     """(DispNet, PoseNet) from ``model`` (ImageNet encoder weights from ``model.pretrained`` when given)."""
-    from bwdp_core.checkpoint import build_models
 
     meta = {"num_layers": cfg["model"]["num_layers"], "height": cfg["data"]["height"], "width": cfg["data"]["width"]}
     return build_models(meta, cfg["model"]["pretrained"] or None)
@@ -107,7 +107,6 @@ def train_step(model: torch.nn.Module, loss_cfg, optimizer: torch.optim.Optimize
     Backward always runs (DDP's all-reduce must happen on every rank); the update is skipped when the gradient
     norm is not finite. After DDP's all-reduce the gradients are the same on every rank, so all ranks skip together.
     """
-    from bwdp_core.losses.total import total_loss
 
     tgt, refs, K = batch_to_device(batch, device)
     autocast = torch.autocast(device_type="cuda", dtype=torch.float16) if amp else nullcontext()

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import torch
 
+from bwdp_core.eval.depth_metrics import METRIC_NAMES, evaluate_depth_image, summarize
+from bwdp_core.losses.total import total_loss
+from bwdp_core.model import predict_snippet
 from bwdp_core.train.step import batch_to_device
 
 
@@ -27,9 +30,6 @@ def validate(disp_net, pose_net, loss_cfg, loader, device: torch.device, use_gt:
 
     ``use_gt`` asks for depth metrics; batches without ``depth_gt`` fall back to the photometric loss.
     """
-    from bwdp_core.eval.depth_metrics import METRIC_NAMES, evaluate_depth_image, summarize
-    from bwdp_core.losses.total import total_loss
-    from bwdp_core.model import predict_snippet
 
     was_training = (disp_net.training, pose_net.training)
     disp_net.eval()

@@ -1,0 +1,59 @@
+"""`bwdp vo`: offline visual odometry over an image sequence (the chaining is in bwdp_core.eval.vo).
+
+    bwdp vo --checkpoint ckpt.pt --images DIR --intrinsics cam.txt --out traj.txt [--format kitti|tum]
+    bwdp vo --checkpoint ckpt.pt --kitti-seq ROOT/sequences/09 --out 09.txt
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from bwdp_core.checkpoint import load_models
+from bwdp_core.data.image_folder import ImageFolderSource
+from bwdp_core.device import resolve_device
+from bwdp_core.errors import DataError
+from bwdp_core.eval.trajectory_io import write_trajectory
+from bwdp_core.eval.vo import open_kitti_sequence, run_vo
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="bwdp checkpoint (.pt)")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--images", help="folder of images, in name order")
+    src.add_argument("--kitti-seq", help="KITTI odometry sequence folder (ROOT/sequences/NN)")
+    parser.add_argument("--intrinsics", default=None,
+                        help="with --images: cam.txt (3x3 or fx fy cx cy) or \"fx fy cx cy\" (default DIR/cam.txt)")
+    parser.add_argument("--out", required=True, help="trajectory file to write")
+    parser.add_argument("--format", choices=("kitti", "tum"), default="kitti",
+                        help="kitti: 12 numbers per pose; tum: 'stamp x y z qx qy qz qw'")
+    parser.add_argument("--fps", type=float, default=10.0,
+                        help="frame rate for TUM timestamps when the source has none (default 10, KITTI's)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--batch-size", type=int, default=8, help="frame pairs per PoseNet call (default 8)")
+
+
+def main(args: argparse.Namespace) -> int:
+
+    if args.images:
+        source = ImageFolderSource(args.images, intrinsics=args.intrinsics)
+    else:
+        if args.intrinsics:
+            raise DataError("--intrinsics is only for --images (a KITTI sequence has calib.txt)")
+        source = open_kitti_sequence(args.kitti_seq)
+    if args.fps <= 0:
+        raise DataError(f"--fps must be positive, got {args.fps}")
+    device = resolve_device(args.device)
+    _, pose_net, meta = load_models(args.checkpoint, device)
+    start = time.perf_counter()
+    poses = run_vo(pose_net, source, int(meta["height"]), int(meta["width"]), device,
+                   batch_size=args.batch_size)
+    elapsed = time.perf_counter() - start
+    timestamps = source.timestamps if source.timestamps is not None else np.arange(len(poses)) / args.fps
+    out = write_trajectory(args.out, poses, args.format, timestamps if args.format == "tum" else None)
+    path_length = float(np.sum(np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1)))
+    print(f"{len(poses)} poses from {getattr(source, 'name', args.images or args.kitti_seq)} "
+          f"({(len(poses) - 1) / max(elapsed, 1e-9):.1f} pairs/s on {device}), path length {path_length:.3f} "
+          f"(network units) -> {out} [{args.format}]")
+    return 0

@@ -1,0 +1,269 @@
+"""Online visual odometry, ROS-free: the processing class shared by the ROS 2 node and `bwdp replay`.
+
+Read top-down:
+
+1. :class:`DepthPoseEstimator` owns the two networks: loads a checkpoint, picks the device (``auto|cuda|cpu``), warms
+   up, and turns one uint8 RGB image into a network tensor (:meth:`~DepthPoseEstimator.to_tensor`), a depth map
+   (:meth:`~DepthPoseEstimator.depth`) and, for two tensors, the relative camera motion
+   (:meth:`~DepthPoseEstimator.relative_pose`), always under ``torch.inference_mode()``.
+2. :class:`VisualOdometry` is the state that is real: the previous processed frame and the accumulated pose. Each
+   :meth:`~VisualOdometry.process` call takes (image, intrinsics, stamp) and returns a :class:`VOFrame`: depth in the
+   optical frame (NaN where invalid) with its intrinsics, the robot pose ``T_odom_base`` and twist, the camera pose,
+   and the tracking state. Stamps going backwards reset the odometry (the returned frame says so in ``event``).
+
+Poses: PoseNet(tgt=current, ref=previous) gives T_{t->r} = T_prev_cur (camera motion, optical axes). The camera pose
+chain is T_c0_ccur = T_c0_cprev @ T_prev_cur; the robot pose follows through the rigid mount
+(:func:`bwdp_core.frames.camera_motion_to_base`). The odom frame is base_link at the first frame after a reset.
+
+Scale: monocular estimates are up to one unknown global scale; ``metric_scale`` multiplies every translation and every
+depth (the two share the scale). Choose it as (a known distance) / (the same distance in the output), e.g. the
+``scale`` that ``bwdp replay --gt`` prints for a recorded run with ground truth, or camera height / estimated ground
+depth.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping, Optional
+
+import numpy as np
+import torch
+
+from bwdp_core.checkpoint import load_models
+from bwdp_core.data.sources import as_intrinsics
+from bwdp_core.device import resolve_device
+from bwdp_core.errors import ConfigError, DataError
+from bwdp_core.frames import camera_motion_to_base, rotation_to_rotvec, transform_from_xyz_rpy
+from bwdp_core.geometry import pose_vec_to_mat
+from bwdp_core.inference import settings
+from bwdp_core.inference.backends import optimize_for_inference
+from bwdp_core.inference.preprocess import image_to_tensor
+
+
+def scale_intrinsics_to(K: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:
+    """3x3 K of an image of size src_hw -> K of the same view resized to dst_hw (fx, cx by W ratio; fy, cy by H ratio).
+
+    Plain multiplication, as ROS image_proc's resize node does, so the depth image's CameraInfo matches ROS tools.
+    """
+    sy = dst_hw[0] / float(src_hw[0])
+    sx = dst_hw[1] / float(src_hw[1])
+    K = np.array(K, dtype=np.float64)
+    K[0, :] *= sx
+    K[1, :] *= sy
+    return K
+
+
+class DepthPoseEstimator:
+    """DispNet + PoseNet from a checkpoint, prepared for fast single-frame inference (bwdp_core.inference.backends).
+
+    estimator = DepthPoseEstimator("model.pt", device="auto")
+    x = estimator.to_tensor(rgb_uint8)          # [1,3,h,w] on the device, h x w = the checkpoint's training size
+    depth = estimator.depth(x)                  # float32 [h,w], network units (1 / disparity)
+    T_prev_cur = estimator.relative_pose(x, x_prev)   # 4x4 float64, camera motion prev -> cur (optical axes)
+
+    Raises CheckpointError (missing / unreadable / mismatching checkpoint) and ConfigError (bad device).
+    """
+
+    def __init__(self, checkpoint: str | os.PathLike, device: str = "auto", warmup_iterations: int = 2,
+                 num_threads: int = 0, backend: str = "auto"):
+        self.device = resolve_device(device)
+        if num_threads > 0:
+            torch.set_num_threads(int(num_threads))
+        self.checkpoint = str(checkpoint)
+        disp_net, pose_net, meta = load_models(checkpoint, device=str(self.device))
+        self.height, self.width = int(meta["height"]), int(meta["width"])
+        # backend "auto": see bwdp_core.inference.backends (AUTO_ON_CPU / AUTO_ON_GPU, resolve_backend)
+        self.runner = optimize_for_inference(disp_net.eval(), pose_net.eval(), self.height, self.width,
+                                             backend=backend, device=self.device,
+                                             num_threads=num_threads if num_threads > 0 else None)
+        self.backend = self.runner.backend
+        self.warmup(warmup_iterations)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """Network input size (height, width)."""
+        return self.height, self.width
+
+    def to_tensor(self, image_rgb: np.ndarray) -> torch.Tensor:
+        """uint8 RGB [H,W,3] (any size) -> float [1,3,h,w] in [0,1] at the network size, on the device."""
+        if (image_rgb.dtype != np.uint8 or image_rgb.ndim != 3 or image_rgb.shape[2] != 3
+                or min(image_rgb.shape[:2]) < 1):
+            raise DataError(f"expected a uint8 RGB image [H,W,3], got {image_rgb.dtype} {image_rgb.shape}")
+        return image_to_tensor(image_rgb, self.height, self.width, self.device)  # the same resize as training
+
+    @torch.inference_mode()
+    def depth(self, x: torch.Tensor) -> np.ndarray:
+        """[1,3,h,w] -> float32 [h,w] depth = 1 / disparity at full network resolution (network units)."""
+        return self.runner.depth(x)[0, 0].float().cpu().numpy()
+
+    @torch.inference_mode()
+    def relative_pose(self, x_cur: torch.Tensor, x_prev: torch.Tensor) -> np.ndarray:
+        """PoseNet(tgt=cur, ref=prev) -> T_prev_cur 4x4 float64: the current camera's pose in the previous camera."""
+        return pose_vec_to_mat(self.runner.pose(x_cur, x_prev).float())[0].cpu().double().numpy()
+
+    def warmup(self, iterations: int = 2) -> None:
+        """Run both networks on a blank frame so the first real frame is not slowed by lazy initialisation."""
+        x = torch.full((1, 3, self.height, self.width), 0.5, device=self.device)
+        for _ in range(max(0, int(iterations))):
+            self.depth(x)
+            self.relative_pose(x, x)
+
+
+# the settings (bwdp_core.inference.settings) that VOConfig holds as they are; T_base_camera is built from
+# camera_xyz + camera_rpy
+VO_SETTINGS = ("metric_scale", "min_depth", "max_depth", "max_frame_gap", "max_speed")
+
+
+def _default_mount() -> np.ndarray:
+    return transform_from_xyz_rpy(settings.default("camera_xyz"), settings.default("camera_rpy"))
+
+
+@dataclass
+class VOConfig:
+    """Settings of :class:`VisualOdometry`: defaults, meaning and checks are the settings table's (same names)."""
+
+    metric_scale: float = settings.default("metric_scale")
+    min_depth: float = settings.default("min_depth")          # depth (after metric_scale) below this -> NaN
+    max_depth: float = settings.default("max_depth")          # depth above this -> NaN; 0 = no limit
+    max_frame_gap: float = settings.default("max_frame_gap")  # s; a longer gap -> no motion estimate (tracking lost)
+    max_speed: float = settings.default("max_speed")          # m/s (after metric_scale); faster -> tracking lost
+    T_base_camera: np.ndarray = field(default_factory=_default_mount)  # camera mount (camera_xyz, camera_rpy)
+
+    @classmethod
+    def from_settings(cls, values: Mapping[str, Any]) -> "VOConfig":
+        """From a dict of settings (e.g. the node's parameters; missing ones take their defaults; other keys are
+        ignored); camera_xyz / camera_rpy -> T_base_camera. ConfigError with every reason when a value is bad."""
+        names = (*VO_SETTINGS, "camera_xyz", "camera_rpy")
+        used = {name: values[name] for name in names if name in values}
+        reasons = settings.check_all(used)
+        if reasons:
+            raise ConfigError("; ".join(reasons))
+        merged = {**settings.defaults(), **used}
+        return cls(**{name: float(merged[name]) for name in VO_SETTINGS},
+                   T_base_camera=transform_from_xyz_rpy(merged["camera_xyz"], merged["camera_rpy"]))
+
+    def validate(self) -> "VOConfig":
+        """The settings table's checks (each value, then across values) and a finite 4x4 mount; ConfigError."""
+        reasons = settings.check_all({name: getattr(self, name) for name in VO_SETTINGS})
+        if reasons:
+            raise ConfigError("; ".join(reasons))
+        T = np.asarray(self.T_base_camera, dtype=np.float64)
+        if T.shape != (4, 4) or not np.all(np.isfinite(T)):
+            raise ConfigError("T_base_camera must be a finite 4x4 transform")
+        return self
+
+
+TRACKING_OK = "ok"
+TRACKING_INIT = "initialising"
+TRACKING_LOST = "lost"
+
+
+@dataclass
+class VOFrame:
+    """Everything one processed frame yields. Poses 4x4 float64; velocities in base_link axes."""
+
+    stamp_ns: int
+    depth: np.ndarray                 # float32 [h,w] (x metric_scale), NaN where invalid; optical frame of the image
+    K_depth: np.ndarray               # 3x3 intrinsics of `depth`
+    T_odom_base: np.ndarray           # robot pose in odom (odom = base_link at the first frame after a reset)
+    T_start_camera: np.ndarray        # camera pose w.r.t. the first camera after a reset (optical axes)
+    linear_velocity: np.ndarray       # (3,) m/s in base_link (of the current frame)
+    angular_velocity: np.ndarray      # (3,) rad/s in base_link
+    tracking: str                     # "ok" | "initialising" (first frame after a reset) | "lost"
+    event: Optional[str] = None       # one line worth logging (reset, tracking lost), else None
+
+    @property
+    def tracking_lost(self) -> bool:
+        return self.tracking == TRACKING_LOST
+
+
+class VisualOdometry:
+    """Stateful monocular VO over a frame stream: depth for every frame, pose chained frame to frame.
+
+    vo = VisualOdometry(DepthPoseEstimator(ckpt), VOConfig(metric_scale=1.0))
+    for image, K, stamp_ns in frames:
+        frame = vo.process(image, K, stamp_ns)      # -> VOFrame
+    vo.reset()                                       # odometry back to identity
+    """
+
+    def __init__(self, estimator: DepthPoseEstimator, config: VOConfig | None = None):
+        self.estimator = estimator
+        self.config = (config or VOConfig()).validate()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the previous frame; the next frame starts the odometry at identity."""
+        self._prev_tensor: Optional[torch.Tensor] = None
+        self._prev_stamp_ns: Optional[int] = None
+        self.T_start_camera = np.eye(4)
+        self.T_odom_base = np.eye(4)
+        self.frames_since_reset = 0
+
+    def update_config(self, **changes) -> None:
+        """Change settings between frames (validated first; the old config stays on error)."""
+        self.config = replace(self.config, **changes).validate()
+
+    def _depth_with_invalid_as_nan(self, depth: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        depth = depth * np.float32(cfg.metric_scale)
+        invalid = ~np.isfinite(depth) | (depth <= 0) | (depth < cfg.min_depth)
+        if cfg.max_depth > 0:
+            invalid |= depth > cfg.max_depth
+        depth[invalid] = np.nan
+        return depth.astype(np.float32, copy=False)
+
+    def _camera_motion(self, x_cur: torch.Tensor, dt: float) -> tuple[Optional[np.ndarray], Optional[str]]:
+        """T_prev_cur (translation x metric_scale), or (None, reason) when the step cannot be trusted."""
+        cfg = self.config
+        if dt > cfg.max_frame_gap > 0:
+            return None, f"tracking lost: {dt:.3f} s between frames exceeds max_frame_gap {cfg.max_frame_gap} s"
+        T = self.estimator.relative_pose(x_cur, self._prev_tensor)
+        if not np.all(np.isfinite(T)):
+            return None, "tracking lost: the pose network returned a non-finite motion"
+        T[:3, 3] *= cfg.metric_scale
+        if cfg.max_speed > 0 and dt > 0 and np.linalg.norm(T[:3, 3]) / dt > cfg.max_speed:
+            speed = np.linalg.norm(T[:3, 3]) / dt
+            return None, f"tracking lost: estimated speed {speed:.2f} m/s exceeds max_speed {cfg.max_speed} m/s"
+        return T, None
+
+    def process(self, image_rgb: np.ndarray, K: np.ndarray, stamp_ns: int) -> VOFrame:
+        """One frame: uint8 RGB [H,W,3], its 3x3 intrinsics, its stamp (int ns) -> :class:`VOFrame`.
+
+        Raises DataError for an unusable image or K (the state is unchanged then). K follows the one camera-matrix
+        rule (:mod:`bwdp_core.inference.intrinsics`, whose picker gives the node and `bwdp replay` their K).
+        """
+        K = as_intrinsics(K, "the frame's camera matrix")
+        stamp_ns = int(stamp_ns)
+        x_cur = self.estimator.to_tensor(image_rgb)  # validates the image
+
+        event = None
+        if self._prev_stamp_ns is not None and stamp_ns < self._prev_stamp_ns:
+            event = (f"odometry reset: image stamp went backwards by {(self._prev_stamp_ns - stamp_ns) / 1e9:.3f} s "
+                     "(bag loop or clock jump)")
+            self.reset()
+
+        depth = self._depth_with_invalid_as_nan(self.estimator.depth(x_cur))
+        K_depth = scale_intrinsics_to(K, image_rgb.shape[:2], depth.shape)
+        zero = np.zeros(3)
+        linear, angular = zero, zero
+        if self._prev_tensor is None:
+            tracking = TRACKING_INIT
+        else:
+            dt = (stamp_ns - self._prev_stamp_ns) / 1e9
+            T_cam, reason = self._camera_motion(x_cur, dt)
+            if T_cam is None:
+                tracking, event = TRACKING_LOST, event or reason
+            else:
+                tracking = TRACKING_OK
+                T_base = camera_motion_to_base(T_cam, self.config.T_base_camera)
+                self.T_start_camera = self.T_start_camera @ T_cam
+                self.T_odom_base = self.T_odom_base @ T_base
+                if dt > 0:
+                    linear = T_base[:3, 3] / dt
+                    angular = rotation_to_rotvec(T_base[:3, :3]) / dt
+        self._prev_tensor, self._prev_stamp_ns = x_cur, stamp_ns
+        self.frames_since_reset += 1
+        return VOFrame(stamp_ns=stamp_ns, depth=depth, K_depth=K_depth, T_odom_base=self.T_odom_base.copy(),
+                       T_start_camera=self.T_start_camera.copy(), linear_velocity=np.array(linear),
+                       angular_velocity=np.array(angular), tracking=tracking, event=event)
+

@@ -1,0 +1,93 @@
+"""The VO node's parameters: the core processing settings plus the node-only ones, declared, validated, documented.
+
+The processing settings (networks, camera mount, scale, depth and motion limits, fallback intrinsics) are owned by
+:mod:`bwdp_core.inference.settings` (``VOConfig`` takes its defaults and checks from there); this module adds only what
+exists because there is a ROS node: topics, TF frames and broadcasts, the path, covariances, logging. ``SPECS`` is the
+two tables together, in the order of ``ros/config/vo.yaml`` (a test keeps the file equal to them, and the README table
+equal to the file). The checks are plain Python (no rclpy), unit-tested directly; the node runs them at start-up and in
+its ``add_on_set_parameters_callback`` (a bad value is rejected with the reason).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from bwdp_core.inference import settings
+from bwdp_core.inference.settings import (
+    Setting,
+    any_bool,
+    non_negative_int,
+    positive,
+    vector,
+)
+
+ParamSpec = Setting  # a node parameter is a setting: name, default, description, check, read_only
+
+
+def frame_name(v) -> Optional[str]:
+    if not isinstance(v, str) or not v.strip():
+        return f"must be a non-empty frame name, got {v!r}"
+    if v.startswith("/") or " " in v:
+        return f"frame names have no leading '/' and no spaces (REP 105), got {v!r}"
+    return None
+
+
+def optional_frame_name(v) -> Optional[str]:
+    return None if v == "" else frame_name(v)
+
+
+DEFAULT_POSE_COVARIANCE = [0.01, 0.01, 0.01, 0.001, 0.001, 0.001]
+DEFAULT_TWIST_COVARIANCE = [0.05, 0.05, 0.05, 0.01, 0.01, 0.01]
+
+NODE_SPECS: tuple[ParamSpec, ...] = (
+    ParamSpec("use_compressed", False, "subscribe to image/compressed (sensor_msgs/CompressedImage) instead of image",
+              any_bool, True),
+    ParamSpec("odom_frame", "odom", "odometry frame (header.frame_id of odom, parent of the /tf transform)",
+              frame_name),
+    ParamSpec("base_frame", "base_link", "robot body frame (odom child_frame_id; parent of the camera mount)",
+              frame_name),
+    ParamSpec("camera_frame", "", "camera optical frame of the mount transform; empty = frame_id of the images "
+              "(camera_optical_frame when that is empty too)", optional_frame_name, True),
+    ParamSpec("publish_tf", True, "broadcast odom -> base_link on /tf (REP 105: turn off when another node does)",
+              any_bool),
+    ParamSpec("publish_camera_tf", True, "broadcast the mount base_link -> camera optical frame on /tf_static",
+              any_bool, True),
+    ParamSpec("publish_path", False, "publish nav_msgs/Path of the odometry on `path` (for visualisation)", any_bool),
+    ParamSpec("path_max_length", 2000, "poses kept in the path (oldest dropped)", non_negative_int),
+    ParamSpec("pose_covariance_diagonal", list(DEFAULT_POSE_COVARIANCE),
+              "odom pose covariance diagonal (x y z roll pitch yaw; m^2, rad^2) while tracking", vector(6, 0.0)),
+    ParamSpec("twist_covariance_diagonal", list(DEFAULT_TWIST_COVARIANCE),
+              "odom twist covariance diagonal (vx vy vz wx wy wz; (m/s)^2, (rad/s)^2) while tracking", vector(6, 0.0)),
+    ParamSpec("lost_covariance", 1.0e6, "covariance diagonal used for pose and twist while tracking is lost",
+              positive),
+    ParamSpec("diagnostics_period", 5.0, "seconds between diagnostics log lines (processed, dropped, latency)",
+              positive),
+    ParamSpec("log_throttle_period", 5.0, "seconds between two log lines about the same kind of rejected input",
+              positive),
+)
+
+SPECS: tuple[ParamSpec, ...] = settings.SETTINGS + NODE_SPECS
+SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
+
+
+def check_value(name: str, value: Any) -> Optional[str]:
+    """The reason ``value`` is not acceptable for parameter ``name`` (None when it is)."""
+    return settings.check_value(name, value, SPEC_BY_NAME)
+
+
+def check_all(values: dict[str, Any]) -> list[str]:
+    """Per-value checks plus the ones across parameters (the core settings' and the node's); the reasons."""
+    reasons = settings.check_values(values, SPEC_BY_NAME)
+    if reasons:
+        return reasons
+    merged = {spec.name: spec.default for spec in SPECS}
+    merged.update(values)
+    if merged["odom_frame"] == merged["base_frame"]:
+        reasons.append("odom_frame and base_frame must differ")
+    return reasons + settings.check_across(merged)
+
+
+def covariance_matrix(diagonal) -> list[float]:
+    """6 variances -> the 36 row-major entries of a ROS covariance field."""
+    return np.diag(np.asarray(diagonal, dtype=np.float64)).reshape(36).tolist()
