@@ -56,6 +56,32 @@ def invert_transform(T: np.ndarray) -> np.ndarray:
     return inv
 
 
+def project_to_so3(R: np.ndarray) -> np.ndarray:
+    """Nearest rotation matrix (Frobenius norm) to each 3x3 matrix of ``R`` [..., 3, 3]: U·diag(1, 1, det(UVᵀ))·Vᵀ
+    from the SVD R = U S Vᵀ. Products of float rotations drift off SO(3) (|RRᵀ − I| ~ 1e-6 after a few hundred
+    frames); this puts them back, changing an already orthonormal matrix only at round-off level."""
+    R = np.asarray(R, dtype=np.float64)
+    U, _, Vt = np.linalg.svd(R)
+    d = np.sign(np.linalg.det(U @ Vt))
+    d = np.where(d == 0, 1.0, d)
+    return (U * np.stack([np.ones_like(d), np.ones_like(d), d], axis=-1)[..., None, :]) @ Vt
+
+
+def orthonormalise_pose(T: np.ndarray) -> np.ndarray:
+    """Copy of the rigid transform(s) ``T`` [..., 4, 4] with the rotation block projected onto SO(3) and the bottom row
+    set to [0, 0, 0, 1]."""
+    out = np.array(T, dtype=np.float64, copy=True)
+    out[..., :3, :3] = project_to_so3(out[..., :3, :3])
+    out[..., 3, :] = (0.0, 0.0, 0.0, 1.0)
+    return out
+
+
+def so3_deviation(R: np.ndarray) -> float:
+    """max |RRᵀ − I| over a stack of 3x3 matrices [..., 3, 3] (0 for exact rotations)."""
+    R = np.asarray(R, dtype=np.float64)
+    return float(np.abs(R @ np.swapaxes(R, -1, -2) - np.eye(3)).max()) if R.size else 0.0
+
+
 def camera_motion_to_base(T_cprev_ccur: np.ndarray, T_base_camera: np.ndarray) -> np.ndarray:
     """Camera motion between two instants (optical axes) -> the rigidly mounted robot's motion (base_link axes).
 

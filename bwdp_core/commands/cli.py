@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from bwdp_core.errors import BwdpError
+
+DEBUG_ENV = "BWDP_DEBUG"  # set to show the traceback of an unexpected error instead of its one-line summary
 
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -45,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"bwdp {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # a bug or a library's own check: one line for the user, the traceback on request
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"bwdp {args.command}: error: unexpected {type(err).__name__}: {err} (set {DEBUG_ENV}=1 to see the "
+              "traceback, and please report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

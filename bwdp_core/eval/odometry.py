@@ -5,25 +5,33 @@ KITTI definition (odometry devkit): for every first frame i (every 10th frame) a
 motions ΔG = G_i⁻¹ G_j and ΔP = P_i⁻¹ P_j, and the error E = ΔP⁻¹ ΔG; t_err = |trans(E)| / L,
 r_err = angle(E) / L. The scores are means over all (i, L) segments, in % and in degrees per 100 m.
 
-Monocular trajectories are first aligned to the GT with evo's Umeyama alignment (``sim3`` by default; ``se3``, ``scale``
+Both trajectories' rotations are first projected onto SO(3) (nearest rotation, ``frames.project_to_so3``): files
+written by chaining float poses carry |RRᵀ − I| ~ 1e-6, which evo refuses ("not a valid SO(3) group element"). The
+largest deviation found is reported (``so3_projection``) and printed when it is above round-off.
+
+Monocular trajectories are then aligned to the GT with evo's Umeyama alignment (``sim3`` by default; ``se3``, ``scale``
 (scale only) or ``none``); all metrics are computed on the aligned prediction.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 
 import numpy as np
 from evo.core import metrics, sync
 from evo.core.geometry import GeometryException
+from evo.core.lie_algebra import LieAlgebraException
 from evo.core.trajectory import PosePath3D, PoseTrajectory3D
 
 from bwdp_core.errors import DataError
 from bwdp_core.eval.trajectory_io import Trajectory
+from bwdp_core.frames import orthonormalise_pose, so3_deviation
 
 ALIGN_MODES = ("sim3", "se3", "scale", "none")
 KITTI_SEGMENT_LENGTHS = (100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 700.0, 800.0)
 KITTI_STEP_FRAMES = 10
+SO3_ROUNDOFF = 1e-9  # |RR^T - I| above this is reported as drift (float64 round-off of one product is ~1e-15)
 
 logging.getLogger("evo").setLevel(logging.ERROR)
 
@@ -191,15 +199,27 @@ def evo_ate_rpe(gt_path, pred_path) -> dict:
     return {"ate_m": _stats(ape), "rpe_trans_m": _stats(rpe_t), "rpe_rot_deg": _stats(rpe_r)}
 
 
+def project_trajectory(traj: Trajectory) -> tuple[Trajectory, float]:
+    """``traj`` with every rotation projected onto SO(3) and the largest |RRᵀ − I| it had before."""
+    deviation = so3_deviation(traj.poses[:, :3, :3])
+    return dataclasses.replace(traj, poses=orthonormalise_pose(traj.poses)), deviation
+
+
 def align_and_associate(pred, gt, align: str = "sim3", max_time_diff: float = 0.01):
-    """Associate + align; returns (gt_poses [M,4,4], aligned pred_poses [M,4,4], info dict, (gt evo path,
-    aligned pred evo path))."""
-    pred = _as_trajectory(pred, "prediction")
-    gt = _as_trajectory(gt, "ground truth")
+    """Project onto SO(3) + associate + align; returns (gt_poses [M,4,4], aligned pred_poses [M,4,4], info dict,
+    (gt evo path, aligned pred evo path))."""
+    pred, pred_dev = project_trajectory(_as_trajectory(pred, "prediction"))
+    gt, gt_dev = project_trajectory(_as_trajectory(gt, "ground truth"))
     gt_path, pred_path, association = associate(pred, gt, max_time_diff)
     pred_path = copy.deepcopy(pred_path)
-    alignment = align_path(pred_path, gt_path, align)
-    info = {"association": association, "num_poses": int(gt_path.num_poses), "alignment": alignment}
+    try:
+        alignment = align_path(pred_path, gt_path, align)
+    except (GeometryException, LieAlgebraException, np.linalg.LinAlgError) as err:
+        raise DataError(f"cannot align {pred.name or 'the prediction'} to {gt.name or 'the ground truth'}: "
+                        f"{err}") from None
+    info = {"association": association, "num_poses": int(gt_path.num_poses), "alignment": alignment,
+            "so3_projection": {"pred_max_deviation": pred_dev, "gt_max_deviation": gt_dev,
+                               "note": "rotations projected onto SO(3) (nearest rotation, SVD) before evaluation"}}
     return np.asarray(gt_path.poses_se3), np.asarray(pred_path.poses_se3), info, (gt_path, pred_path)
 
 
@@ -213,7 +233,10 @@ def evaluate_odometry(pred, gt, align: str = "sim3", max_time_diff: float = 0.01
     gt_poses, pred_poses, info, (gt_path, pred_path) = align_and_associate(pred, gt, align, max_time_diff)
     result = dict(info)
     result["kitti"] = kitti_odometry_errors(gt_poses, pred_poses)
-    result.update(evo_ate_rpe(gt_path, pred_path))
+    try:
+        result.update(evo_ate_rpe(gt_path, pred_path))
+    except (GeometryException, LieAlgebraException) as err:  # evo's own checks; never a traceback for the user
+        raise DataError(f"evo could not score the trajectories: {err}") from None
     return result
 
 
@@ -231,4 +254,9 @@ def format_summary(result: dict) -> str:
              f"{result['rpe_rot_deg']['rmse']:.4f} deg"]
     if "note" in k:
         lines.append(f"note: {k['note']}")
+    so3 = result.get("so3_projection", {})
+    worst = max(so3.get("pred_max_deviation", 0.0), so3.get("gt_max_deviation", 0.0))
+    if worst > SO3_ROUNDOFF:
+        lines.append(f"note: rotations projected onto SO(3) before evaluation (largest |RR^T - I|: prediction "
+                     f"{so3['pred_max_deviation']:.1e}, ground truth {so3['gt_max_deviation']:.1e})")
     return "\n".join(lines)
