@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", help="folder of images, in name order")
     src.add_argument("--kitti-seq", help="KITTI odometry sequence folder (ROOT/sequences/NN)")
+    parser.add_argument("--camera", type=int, choices=(0, 1, 2, 3), default=None,
+                        help="with --kitti-seq: image_<C> and P<C> (0 = left grey, 2 = left colour; default: image_2 "
+                             "when present, else the first camera the sequence has)")
     parser.add_argument("--intrinsics", default=None,
                         help="with --images: cam.txt (3x3 or fx fy cx cy) or \"fx fy cx cy\" (default DIR/cam.txt)")
     parser.add_argument("--out", required=True, help="trajectory file to write")
@@ -37,11 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
 
     if args.images:
+        if args.camera is not None:
+            raise DataError("--camera is only for --kitti-seq (an image folder is one camera)")
         source = ImageFolderSource(args.images, intrinsics=args.intrinsics)
     else:
         if args.intrinsics:
             raise DataError("--intrinsics is only for --images (a KITTI sequence has calib.txt)")
-        source = open_kitti_sequence(args.kitti_seq)
+        source = open_kitti_sequence(args.kitti_seq, args.camera)
     if args.fps <= 0:
         raise DataError(f"--fps must be positive, got {args.fps}")
     device = resolve_device(args.device)

@@ -2,8 +2,10 @@
 optional ``ROOT/poses/NN.txt`` (camera-to-world of the left camera), ``ROOT/sequences/NN/times.txt`` and
 ``ROOT/sequences/NN/depth/<frame>.npy`` (float metres, 0 = invalid; written by ``bwdp synth``).
 
-Intrinsics are the left 3x3 block of P2 (the rectified colour camera 2). KITTI's poses are those of camera 0; camera 2
-is a pure x-translation of it, so relative motion is identical and no correction is applied.
+``camera`` picks ``image_<camera>`` and the intrinsics from the left 3x3 block of ``P<camera>``: 2 (default) = the left
+colour camera, 0 = the left grey camera (one-channel PNGs, replicated to three channels by ``read_image_file``, so a
+grey camera trains and runs through the same networks). KITTI's poses are those of camera 0; camera 2 is a pure
+x-translation of it, so relative motion is identical and no correction is applied.
 """
 from __future__ import annotations
 
@@ -51,6 +53,12 @@ class KittiOdometrySource(FileFrameSource):
             raise DataError(f"KITTI odometry sequence folder {seq_dir} does not exist")
         self.name = f"kitti_odom/{sequence}"
         self.sequence_dir = seq_dir
+        self.camera = int(camera)
+        if not (seq_dir / f"image_{camera}").is_dir():
+            present = kitti_cameras(seq_dir)
+            hint = (f"; it has {', '.join(f'image_{c}' for c in present)}: choose one with data.source.camera "
+                    f"(bwdp vo: --camera), e.g. {present[0]} for the left grey camera" if present else "")
+            raise DataError(f"KITTI odometry sequence folder {seq_dir} has no image_{camera} folder{hint}")
         self.files = list_images(seq_dir / f"image_{camera}")
         P = read_kitti_calib(seq_dir / "calib.txt", f"P{camera}")
         self.intrinsics = P[:, :3].copy()
@@ -69,6 +77,11 @@ class KittiOdometrySource(FileFrameSource):
             missing = [p for p in self.depth_files if not p.is_file()]
             if missing:
                 raise DataError(f"depth folder {depth_dir} lacks {missing[0].name} ({len(missing)} files missing)")
+
+
+def kitti_cameras(sequence_dir) -> list[int]:
+    """The cameras (0..3) whose ``image_<c>`` folder a KITTI odometry sequence folder has (sorted)."""
+    return [c for c in range(4) if (Path(sequence_dir) / f"image_{c}").is_dir()]
 
 
 def kitti_odometry_sequences(root) -> list[str]:
