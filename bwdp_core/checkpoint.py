@@ -23,7 +23,7 @@ from torch import nn
 
 from bwdp_core.errors import CheckpointError, ConfigError
 from bwdp_core.nets.disp_net import DispNet
-from bwdp_core.nets.pose_net import PoseNet
+from bwdp_core.nets.pose_net import POSE_SCALE, PoseNet
 
 CHECKPOINT_FORMAT = "bwdp-checkpoint-v1"
 REQUIRED_KEYS = ("format", "model", "disp_net", "pose_net")
@@ -49,9 +49,13 @@ def make_checkpoint(
     """
     disp_net, pose_net = _unwrap(disp_net), _unwrap(pose_net)
     num_layers = int(getattr(disp_net, "num_layers", 18))
+    model = {"num_layers": num_layers, "height": int(height), "width": int(width)}
+    rotation_scale = float(getattr(pose_net, "rotation_scale", POSE_SCALE))
+    if rotation_scale != POSE_SCALE:  # only when not the default, so existing checkpoints read the same
+        model["rotation_scale"] = rotation_scale
     ckpt: Dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
-        "model": {"num_layers": num_layers, "height": int(height), "width": int(width)},
+        "model": model,
         "disp_net": {k: v.detach().cpu() for k, v in disp_net.state_dict().items()},
         "pose_net": {k: v.detach().cpu() for k, v in pose_net.state_dict().items()},
         "step": int(step),
@@ -130,7 +134,8 @@ def load_checkpoint(path: str | os.PathLike) -> Dict[str, Any]:
 
 def build_models(model_meta: Dict[str, Any],
                  pretrained_path: Optional[str | os.PathLike] = None) -> Tuple[DispNet, PoseNet]:
-    """Build an untrained DispNet and PoseNet from checkpoint metadata ``{"num_layers": 18|50, ...}``.
+    """Build an untrained DispNet and PoseNet from checkpoint metadata ``{"num_layers": 18|50, ...}`` (optional
+    ``"rotation_scale"``: PoseNet's rotation output factor, default 0.01).
 
     ``pretrained_path``: optional ImageNet ResNet weights file for both encoders (PoseNet's conv1 is duplicated and
     halved). Raises CheckpointError when ``num_layers`` is missing or unsupported.
@@ -139,7 +144,10 @@ def build_models(model_meta: Dict[str, Any],
         raise CheckpointError(f"model metadata lacks 'num_layers': {model_meta!r}")
     try:
         num_layers = int(model_meta["num_layers"])
-        return DispNet(num_layers, pretrained_path), PoseNet(num_layers, pretrained_path)
+        rotation_scale = float(model_meta.get("rotation_scale", POSE_SCALE))
+        if not rotation_scale > 0:
+            raise ValueError(f"rotation_scale must be positive, got {rotation_scale}")
+        return DispNet(num_layers, pretrained_path), PoseNet(num_layers, pretrained_path, rotation_scale)
     except (ConfigError, TypeError, ValueError) as exc:
         raise CheckpointError(f"model metadata {model_meta!r}: {exc}") from None
 
@@ -161,6 +169,16 @@ def load_models(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
     if "best" in ckpt:
         meta["best"] = ckpt["best"]
     return disp_net, pose_net, meta
+
+
+def load_weights(path: str | os.PathLike, disp_net: nn.Module, pose_net: nn.Module) -> Dict[str, Any]:
+    """Copy the weights of the checkpoint at ``path`` into existing networks (``model.init``: start a run from another
+    run's model). CheckpointError naming ``path`` when it is unusable or built for other networks (e.g. ResNet-50
+    weights into ResNet-18). Returns the checkpoint's "model" dict."""
+    ckpt = load_checkpoint(path)
+    for name, net in (("disp_net", disp_net), ("pose_net", pose_net)):
+        _load_state(net, ckpt[name], f"{path} [{name}]", ckpt["model"])
+    return dict(ckpt["model"])
 
 
 def _load_state(net: nn.Module, state: Dict[str, Any], where: str, model_meta: Dict[str, Any]) -> None:

@@ -3,7 +3,10 @@
 Architecture (method notes, "Networks"): the two frames are normalised and stacked along channels, a ResNet with a
 6-channel first conv encodes them, then 1x1 conv (256) -> 3x3 conv (256) -> 3x3 conv (256) -> 1x1 conv (6), ReLU
 between,
-global mean over the 1/32 map, times 0.01 (keeps the initial motion near identity).
+global mean over the 1/32 map, times 0.01 (keeps the initial motion near identity). The rotation part may use another
+factor (``rotation_scale``): the output of a freshly initialised head moves by a similar amount per Adam step in every
+component, so the factor sets how fast the predicted rotation can grow (see ``model.rotation_scale`` in
+bwdp_core/config/train.yaml).
 """
 from __future__ import annotations
 
@@ -42,18 +45,23 @@ class PoseNet(nn.Module):
     """Relative pose T_{t->r} (maps points of tgt's camera into ref's camera) as a 6-vector.
 
     forward(tgt [B,3,H,W], ref [B,3,H,W], RGB in [0,1], H and W divisible by 32) -> [B,6] = (tx,ty,tz,rx,ry,rz),
-    already multiplied by 0.01; convert with ``bwdp_core.geometry.pose_vec_to_mat``.
+    already multiplied by 0.01 (rotation: by ``rotation_scale``); convert with ``bwdp_core.geometry.pose_vec_to_mat``.
     ``pretrained_path``: optional torchvision ImageNet ResNet state-dict file; its conv1 is duplicated and halved.
     """
 
-    def __init__(self, num_layers: int = 18, pretrained_path: Optional[str | os.PathLike] = None):
+    def __init__(self, num_layers: int = 18, pretrained_path: Optional[str | os.PathLike] = None,
+                 rotation_scale: float = POSE_SCALE):
         super().__init__()
         self.num_layers = num_layers
+        self.rotation_scale = float(rotation_scale)
         self.encoder = ResNetEncoder(num_layers, in_channels=6)
         if pretrained_path is not None:
             self.encoder.load_imagenet_weights(pretrained_path)
         self.head = PoseHead(self.encoder.num_ch_enc[-1])
-        self.output_scale = POSE_SCALE
+        # (tx, ty, tz) x 0.01, (rx, ry, rz) x rotation_scale; not saved in the state dict (the checkpoint's model
+        # metadata holds rotation_scale), moved with the module by .to()
+        self.register_buffer("output_scale", torch.tensor([POSE_SCALE] * 3 + [self.rotation_scale] * 3),
+                             persistent=False)
 
     def forward(self, tgt: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         x = normalize_image(torch.cat([tgt, ref], dim=1))

@@ -113,7 +113,9 @@ def check_compatible(path: Path, ckpt: dict, cfg: dict) -> None:
     saved = ckpt.get("config") or {}
     pairs = [("model.num_layers", saved.get("model", {}).get("num_layers"), cfg["model"]["num_layers"]),
              ("data.height", saved.get("data", {}).get("height"), cfg["data"]["height"]),
-             ("data.width", saved.get("data", {}).get("width"), cfg["data"]["width"])]
+             ("data.width", saved.get("data", {}).get("width"), cfg["data"]["width"]),
+             ("model.rotation_scale", saved.get("model", {}).get("rotation_scale", 0.01),
+              cfg["model"].get("rotation_scale", 0.01))]
     for key, old, new in pairs:
         if old != new:
             raise CheckpointError(f"--resume: {path} was trained with {key}={old}, the config now says {new}")

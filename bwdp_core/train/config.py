@@ -21,12 +21,34 @@ from bwdp_core.errors import ConfigError
 FREE_FORM = {("data", "source"), ("data", "val_source"), ("loss", "overrides"), ("loss", "weights")}
 
 
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"  # package data: train.yaml + bundled recipes
+LR_SCHEDULES = ("constant", "cosine")
+
+
 def default_config_path() -> Path:
     """The documented defaults, shipped as package data: bwdp_core/config/train.yaml."""
-    path = Path(__file__).resolve().parents[1] / "config" / "train.yaml"
+    path = CONFIG_DIR / "train.yaml"
     if not path.is_file():
         raise ConfigError(f"default training config not found at {path} (a broken install of bwdp_core)")
     return path
+
+
+def bundled_configs() -> list[str]:
+    """Names of the recipes shipped in bwdp_core/config (``bwdp train --config NAME``), e.g. ``sequence``."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem != "train")
+
+
+def resolve_config_path(name: str | os.PathLike) -> Path:
+    """``--config`` value -> file: an existing path as given, else a bundled recipe by name (``sequence`` or
+    ``sequence.yaml`` -> bwdp_core/config/sequence.yaml); ConfigError listing the bundled names otherwise."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    bundled = CONFIG_DIR / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+    if path.parent == Path(".") and bundled.is_file() and bundled.stem != "train":
+        return bundled
+    raise ConfigError(f"config {name} is neither a file nor a bundled recipe (bundled: "
+                      f"{', '.join(bundled_configs()) or 'none'})")
 
 
 def read_yaml(path: str | os.PathLike) -> dict:
@@ -103,6 +125,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
     """The full, validated training config: defaults <- file at ``path`` <- each ``--set`` item <- ``out``."""
     cfg = read_yaml(default_config_path())
     if path is not None:
+        path = resolve_config_path(path)
         merge_into(cfg, read_yaml(path), origin=str(path))
     for item in overrides:
         # `--set data.source={type: images, ...}` replaces the whole source, `--set data.source.path=...` edits it
@@ -144,6 +167,8 @@ def validate_config(cfg: dict) -> None:
 
     _require(cfg, "model.num_layers", int, lambda v: v in (18, 50), "must be 18 or 50")
     _require(cfg, "model.pretrained", (str, type(None)), hint="a path or null")
+    _require(cfg, "model.init", (str, type(None)), hint="a bwdp checkpoint path or null")
+    _require(cfg, "model.rotation_scale", (int, float), lambda v: v > 0, "a positive number")
     _require(cfg, "loss.preset", str, hint="a preset name")
     _require(cfg, "data.height", int, lambda v: v >= 32 and v % 32 == 0, "a positive multiple of 32")
     _require(cfg, "data.width", int, lambda v: v >= 32 and v % 32 == 0, "a positive multiple of 32")
@@ -167,6 +192,9 @@ def validate_config(cfg: dict) -> None:
     _require(cfg, "train.betas", list, lambda v: len(v) == 2 and all(isinstance(b, (int, float)) for b in v),
              "two numbers")
     _require(cfg, "train.weight_decay", (int, float), nonneg, "non-negative")
+    _require(cfg, "train.lr_schedule", str, lambda v: v in LR_SCHEDULES, " or ".join(LR_SCHEDULES))
+    _require(cfg, "train.warmup_steps", int, nonneg, "non-negative")
+    _require(cfg, "train.final_lr_factor", (int, float), lambda v: 0 <= v <= 1, "in [0, 1]")
     _require(cfg, "train.iterations", int, pos, "at least 1")
     _require(cfg, "train.workers", int, nonneg, "non-negative")
     _require(cfg, "train.seed", int, nonneg, "a non-negative integer")

@@ -33,7 +33,9 @@ from bwdp_core.train.step import (
     build_loss_config,
     build_networks,
     build_optimizer,
+    learning_rate,
     make_scaler,
+    set_learning_rate,
     train_step,
     use_amp,
 )
@@ -117,6 +119,7 @@ def run_training(cfg: dict, ctx: DistContext, resume: bool = False, show_progres
     epoch, offset = epoch_and_offset(state.step, data.steps_per_epoch)
     while state.step < total_steps:
         for batch in epoch_loader(data, cfg, ctx, epoch, offset):
+            set_learning_rate(state.optimizer, learning_rate(cfg, state.step))
             result = train_step(state.model, loss_cfg, state.optimizer, state.scaler, batch, ctx.device, amp,
                                 float(train_cfg["grad_clip"]))
             state.step += 1

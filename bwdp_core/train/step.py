@@ -7,12 +7,13 @@ touching the networks, swap the networks without touching the loss.
 from __future__ import annotations
 
 import dataclasses
+import math
 from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 
-from bwdp_core.checkpoint import build_models
+from bwdp_core.checkpoint import build_models, load_weights
 from bwdp_core.errors import ConfigError
 from bwdp_core.losses.config import loss_config
 from bwdp_core.losses.total import total_loss
@@ -62,16 +63,42 @@ def build_loss_config(cfg: dict):
 
 
 def build_networks(cfg: dict):
-    """(DispNet, PoseNet) from ``model`` (ImageNet encoder weights from ``model.pretrained`` when given)."""
+    """(DispNet, PoseNet) from ``model``: ImageNet encoder weights from ``model.pretrained`` when given, then the
+    weights of the bwdp checkpoint ``model.init`` when given (any training resolution: the networks are fully
+    convolutional)."""
 
-    meta = {"num_layers": cfg["model"]["num_layers"], "height": cfg["data"]["height"], "width": cfg["data"]["width"]}
-    return build_models(meta, cfg["model"]["pretrained"] or None)
+    meta = {"num_layers": cfg["model"]["num_layers"], "height": cfg["data"]["height"], "width": cfg["data"]["width"],
+            "rotation_scale": cfg["model"].get("rotation_scale", 0.01)}
+    disp_net, pose_net = build_models(meta, cfg["model"]["pretrained"] or None)
+    if cfg["model"].get("init"):
+        load_weights(cfg["model"]["init"], disp_net, pose_net)
+    return disp_net, pose_net
 
 
 def build_optimizer(cfg: dict, model: torch.nn.Module) -> torch.optim.Optimizer:
     train = cfg["train"]
     return torch.optim.Adam(model.parameters(), lr=float(train["lr"]), betas=tuple(float(b) for b in train["betas"]),
                             weight_decay=float(train["weight_decay"]))
+
+
+def learning_rate(cfg: dict, step: int) -> float:
+    """Learning rate of update number ``step + 1`` (``step`` updates done): linear warmup over ``train.warmup_steps``,
+    then constant or a cosine from ``train.lr`` down to ``lr x final_lr_factor`` at ``train.iterations``. A pure
+    function of the step, so a resumed run continues the same schedule."""
+    train = cfg["train"]
+    peak, total, warmup = float(train["lr"]), int(train["iterations"]), int(train.get("warmup_steps", 0))
+    if warmup > 0 and step < warmup:
+        return peak * (step + 1) / warmup
+    if train.get("lr_schedule", "constant") == "constant":
+        return peak
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    final = peak * float(train.get("final_lr_factor", 0.1))
+    return final + 0.5 * (peak - final) * (1.0 + math.cos(math.pi * progress))
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 def use_amp(cfg: dict, device: torch.device) -> bool:
