@@ -16,13 +16,17 @@ import numpy as np
 MAX_CORNERS = 2000
 MIN_TRACKED = 500          # re-detect corners when fewer survive tracking
 RANSAC_THRESHOLD_PX = 1.0  # at the full 1226x370 KITTI resolution
+# a car at 10 Hz does not turn this much between frames: a larger rotation is a degenerate essential matrix (near-zero
+# parallax when the car is slow, e.g. the first frames of KITTI 07) and is replaced by the previous step; without this
+# guard one flipped step (a 180 deg rotation) mirrors the rest of the 07 trajectory
+MAX_STEP_ROTATION_DEG = 20.0
 
 
 def classical_vo(load_grey, num_frames: int, K: np.ndarray) -> np.ndarray:
     """Camera-to-world poses [num_frames, 4, 4] of the OpenCV reference VO.
 
-    load_grey(i) -> uint8 [H, W] image; K: 3x3 intrinsics of those images. A pair where RANSAC finds no model repeats
-    the previous relative motion (constant velocity), as a simple VO would.
+    load_grey(i) -> uint8 [H, W] image; K: 3x3 intrinsics of those images. A pair where RANSAC finds no model, or one
+    that turns by more than MAX_STEP_ROTATION_DEG, repeats the previous relative motion (constant velocity).
     """
     K = np.asarray(K, dtype=np.float64)
     poses = [np.eye(4)]
@@ -63,6 +67,8 @@ def _relative_motion(p0: np.ndarray, p1: np.ndarray, K: np.ndarray) -> np.ndarra
         return None
     # recoverPose(E, points in i, points in i-1) gives R, t with X_(i-1) = R X_i + t, i.e. T_(i-1)<-i
     _, R, t, _ = cv2.recoverPose(E, p1, p0, K, mask=inliers)
+    if np.degrees(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0))) > MAX_STEP_ROTATION_DEG:
+        return None
     step = np.eye(4)
     step[:3, :3] = R
     step[:3, 3] = t.reshape(3) / max(np.linalg.norm(t), 1e-12)

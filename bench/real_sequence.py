@@ -25,6 +25,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per process on the sha
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
+import resource  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -51,13 +52,19 @@ from bwdp_core.inference.preprocess import predict_depth  # noqa: E402
 DEPTH_FRAMES = (0.0625, 0.5, 0.9375)  # where in the sequence the depth structure is measured (10/80/150 of 160)
 
 
+CPU_SECONDS: dict[str, float] = {}  # CPU time (user + system) of the last run of each bwdp command
+
+
 def bwdp(*args: str, log: Path | None = None) -> float:
-    """Run `bwdp ARGS` (this checkout's package) and return its wall time; RuntimeError with the tail of its output
-    when it fails."""
+    """Run `bwdp ARGS` (this checkout's package) and return its wall time (its CPU time goes to CPU_SECONDS[command]);
+    RuntimeError with the tail of its output when it fails."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(BENCH.parent), os.environ.get("PYTHONPATH", "")]))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "bwdp_core.commands.cli", *args], env=env, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU_SECONDS[args[0]] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if log is not None:
         log.write_text(proc.stdout)
     if proc.returncode != 0:
@@ -153,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.overrides:
         train_args += ["--set", item]
     result["train_wall_s"] = round(bwdp(*train_args, log=work / "train.log"), 1)
+    # CPU seconds do not grow with the load the way wall time does: train_cpu_s / 2 is what 2 idle cores would need
+    # at best (one process, `train.threads` threads)
+    result["train_cpu_s"] = round(CPU_SECONDS["train"], 1)
     result["loadavg_after_train"] = [round(x, 2) for x in os.getloadavg()]
     checkpoint = run_dir / "checkpoints" / "last.pt"
     disp_net, pose_net, meta = load_models(checkpoint)
