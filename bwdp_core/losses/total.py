@@ -26,7 +26,7 @@ from bwdp_core.losses.config import LossConfig
 from bwdp_core.losses.consistency import depth_structure_consistency
 from bwdp_core.losses.feature import feature_perception_error, feature_perception_loss, normalise_features
 from bwdp_core.losses.masking import guard_min_valid
-from bwdp_core.losses.occlusion import drop_implausible_occlusion, occlusion_mask
+from bwdp_core.losses.occlusion import consistent_reverse_flow, pair_occlusion
 from bwdp_core.losses.photometric import photometric_error, weighted_photometric_loss
 from bwdp_core.losses.smoothness import edge_aware_smoothness
 
@@ -70,7 +70,7 @@ def total_loss(cfg: LossConfig, tgt_img: torch.Tensor, ref_imgs: List[torch.Tens
 
     photo_terms, dsc_terms, smooth_terms = [], [], []
     visuals: Dict[str, torch.Tensor] = {}
-    geometric_mask0 = occluded0 = target_depth0 = None
+    geometric_mask0 = occluded0 = target_depth0 = occlusion_stats = None
     for scale in range(cfg.num_scales):
         disp = pred.disps[scale]
         if disp.shape[-2:] != (height, width):
@@ -84,9 +84,11 @@ def total_loss(cfg: LossConfig, tgt_img: torch.Tensor, ref_imgs: List[torch.Tens
         geometric_mask = warp.valid_mask
         occluded = torch.zeros_like(geometric_mask)
         if cfg.occlusion:
-            occluded = occlusion_mask(warp.flow, warp.flow.roll(rows, dims=0), cfg.alpha1, cfg.alpha2)
-            occluded = drop_implausible_occlusion(occluded, geometric_mask, cfg.max_occluded_fraction)
+            occ = occlusion_for_pairs(cfg, warp.flow, source_depth, poses, K_pairs, geometric_mask, rows)
+            occluded = occ.occluded
             geometric_mask = geometric_mask * (1 - occluded)
+            if scale == 0:
+                occlusion_stats = occ
         geometric_mask = guard_min_valid(geometric_mask, cfg.min_valid_fraction)
 
         photo_mask = geometric_mask
@@ -148,7 +150,45 @@ def total_loss(cfg: LossConfig, tgt_img: torch.Tensor, ref_imgs: List[torch.Tens
         rows_used = rows * (2 if cfg.bidirectional else 1)
         terms["valid_fraction"] = geometric_mask0[:rows_used].mean()
         terms["occluded_fraction"] = occluded0[:rows_used].mean()
+        if occlusion_stats is not None:
+            # what the flow check flags before the guard, and how often the guard changes a pair's mask
+            terms["occluded_fraction_pre_guard"] = occlusion_stats.flagged_fraction[:rows_used].mean()
+            terms["occlusion_guard_rate"] = occlusion_stats.guard_fired[:rows_used].mean()
+        if both:
+            terms["pose_pair_disagreement_deg"] = rotation_disagreement_deg(
+                pred.poses_tgt_to_ref, pred.poses_ref_to_tgt).mean()
+        terms["depth_std_over_mean"] = depth_structure(target_depth0[:batch]).mean()
     return total, terms, visuals
+
+
+def occlusion_for_pairs(cfg: LossConfig, flow: torch.Tensor, source_depth: torch.Tensor, poses: torch.Tensor,
+                        K_pairs: torch.Tensor, valid_mask: torch.Tensor, rows: int):
+    """Eq. 3–4 on the pair batch (see occlusion.py): row i's forward flow ``flow[i]`` [P,2,H,W] (target depth +
+    ``poses[i]``) against a reverse flow from the source depth ``source_depth`` [P,1,H,W] and, with
+    ``occlusion_pose_pair: consistent``, the exact inverse of ``poses[i]`` [P,4,4]; with ``loss``, the flow of the
+    other direction's row (the loss's own T_r->t, possibly a second PoseNet pass).  -> OcclusionResult.
+    """
+    if cfg.occlusion_pose_pair == "consistent":
+        reverse = consistent_reverse_flow(source_depth.detach(), poses.detach(), K_pairs)
+    else:
+        reverse = flow.detach().roll(rows, dims=0)
+    return pair_occlusion(flow, reverse, valid_mask, cfg.alpha1, cfg.alpha2, cfg.max_occluded_fraction,
+                          cfg.occlusion_guard)
+
+
+@torch.no_grad()
+def rotation_disagreement_deg(T_tgt_to_ref: torch.Tensor, T_ref_to_tgt: torch.Tensor) -> torch.Tensor:
+    """Rotation angle (degrees) of T_{t→r} · T_{r→t} per pair: 0 for an exactly consistent pair.  [P,4,4] x2 -> [P]."""
+    product = T_tgt_to_ref[:, :3, :3] @ T_ref_to_tgt[:, :3, :3]
+    cos = ((product.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1.0, 1.0)
+    return torch.rad2deg(torch.acos(cos))
+
+
+@torch.no_grad()
+def depth_structure(depth: torch.Tensor) -> torch.Tensor:
+    """Depth-structure statistic per frame: std / mean of the depth map (0 = a constant map).  [B,1,H,W] -> [B]."""
+    flat = depth.flatten(1)
+    return flat.std(1) / flat.mean(1).clamp(min=1e-12)
 
 
 def feature_term(cfg: LossConfig, pred, target_depth: torch.Tensor, poses: torch.Tensor, K: torch.Tensor,
