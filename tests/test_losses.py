@@ -337,6 +337,27 @@ def test_graded_occlusion_guard_and_its_statistics():
     assert 0.45 < terms["valid_fraction"] < 0.55 and terms["photometric"] > 0
 
 
+def test_depth_consistency_is_not_masked_by_occlusion():
+    """Eq. 6 averages D_diff over the valid (in-view) pixels only: the occlusion mask, which removes exactly the
+    pixels with the largest depth disagreement, must not remove their L_dsc gradient."""
+    tgt, refs = _images()
+    vec = torch.tensor([[0.3, 0.0, 0.3, 0.0, 0.02, 0.0]]).repeat(2 * B, 1)
+    grads, values = {}, {}
+    for name, overrides in (("paper", {}), ("no_occlusion", {"occlusion": False}),
+                            ("masked", {"dsc_occlusion_mask": True})):
+        pred = _prediction(disp_value=0.2, pose_vec=vec)
+        with torch.no_grad():  # a near box in the target only: occluded, and its depths disagree
+            pred.disps[0][:B, :, 8:20, 30:50] = 1.0
+        terms = total_loss(loss_config("bi_occ_dsc", **overrides), tgt, refs, _K(), pred)[1]
+        terms["depth_consistency"].backward()
+        grads[name], values[name] = pred.disps[0].grad.clone(), terms
+    assert values["paper"]["occluded_fraction"] > 0.01
+    assert torch.allclose(values["paper"]["depth_consistency"], values["no_occlusion"]["depth_consistency"])
+    assert torch.allclose(grads["paper"], grads["no_occlusion"])
+    box = grads["paper"][:B, :, 8:20, 30:50].abs().sum()
+    assert box > 0 and grads["masked"][:B, :, 8:20, 30:50].abs().sum() < 0.9 * box
+
+
 def test_one_direction_with_occlusion_uses_only_ref_to_tgt():
     tgt, refs = _images()
     pred = _prediction(disp_value=0.2, pose_vec=torch.tensor([[0.3, 0.0, 0.3, 0.0, 0.02, 0.0]]).repeat(2 * B, 1))

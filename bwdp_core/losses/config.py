@@ -55,6 +55,9 @@ class LossConfig:
     # mask of that pair (the former all-or-nothing switch), "off" applies the mask as computed
     occlusion_guard: str = "cap"
     max_occluded_fraction: float = 0.5
+    # eq. 6 is averaged over valid (in-view) pixels, as the paper; true also drops the occluded ones (the former
+    # behaviour, which removes the pixels with the largest depth disagreement and their gradient)
+    dsc_occlusion_mask: bool = False
     # multi-scale: number of decoder scales used (1 = SC-Release: full-resolution disparity only); coarser scales
     # are upsampled to full resolution for the warping terms
     num_scales: int = 1

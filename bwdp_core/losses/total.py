@@ -89,6 +89,7 @@ def total_loss(cfg: LossConfig, tgt_img: torch.Tensor, ref_imgs: List[torch.Tens
             geometric_mask = geometric_mask * (1 - occluded)
             if scale == 0:
                 occlusion_stats = occ
+        in_view_mask = guard_min_valid(warp.valid_mask, cfg.min_valid_fraction)
         geometric_mask = guard_min_valid(geometric_mask, cfg.min_valid_fraction)
 
         photo_mask = geometric_mask
@@ -103,8 +104,9 @@ def total_loss(cfg: LossConfig, tgt_img: torch.Tensor, ref_imgs: List[torch.Tens
             if cfg.adaptive_weights:
                 weights = adaptive_weights(depth_diff)
             if cfg.depth_consistency:
+                dsc_mask = geometric_mask if cfg.dsc_occlusion_mask else in_view_mask
                 dsc_terms.append(depth_structure_consistency(
-                    _used(depth_diff, rows, cfg.bidirectional), _used(geometric_mask, rows, cfg.bidirectional),
+                    _used(depth_diff, rows, cfg.bidirectional), _used(dsc_mask, rows, cfg.bidirectional),
                     directions))
         photo_terms.append(weighted_photometric_loss(
             _used(error, rows, cfg.bidirectional), _used(weights, rows, cfg.bidirectional),
