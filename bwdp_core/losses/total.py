@@ -24,7 +24,8 @@ from bwdp_core.geometry import inverse_warp, scale_intrinsics
 from bwdp_core.losses.adaptive import adaptive_weights, depth_difference
 from bwdp_core.losses.config import LossConfig
 from bwdp_core.losses.consistency import depth_structure_consistency
-from bwdp_core.losses.feature import feature_perception_error, feature_perception_loss, normalise_features
+from bwdp_core.losses.feature import (depth_on_feature_grid, feature_perception_error, feature_perception_loss,
+                                     normalise_features)
 from bwdp_core.losses.masking import guard_min_valid
 from bwdp_core.losses.occlusion import consistent_reverse_flow, pair_occlusion
 from bwdp_core.losses.photometric import photometric_error, weighted_photometric_loss
@@ -199,7 +200,8 @@ def feature_term(cfg: LossConfig, pred, target_depth: torch.Tensor, poses: torch
 
     Features of encoder level l (pred.features[l], [(1+N)·B,C,h,w]) are normalised and detached
     (see feature.normalise_features); the source features are warped at their own resolution with the target
-    depth (scale 0, [P,1,H,W] for the P pairs) resized to h×w and K scaled by (w/W, h/H).  The occlusion mask
+    depth (scale 0, [P,1,H,W] for the P pairs) read on the feature map's stride grid (feature.depth_on_feature_grid)
+    and K scaled by (w/W, h/H).  The occlusion mask
     ([P,1,H,W], 1 = occluded) is resized to h×w (a feature pixel is occluded when most of its pixels are).
     Averaged over cfg.feature_levels.
     """
@@ -211,7 +213,7 @@ def feature_term(cfg: LossConfig, pred, target_depth: torch.Tensor, poses: torch
         features = normalise_features(pred.features[level])
         h, w = features.shape[-2:]
         target_f, source_f = _pairs(features, batch, num_refs, poses.shape[0] > rows)
-        depth_small = F.interpolate(target_depth, size=(h, w), mode="bilinear", align_corners=False)
+        depth_small = depth_on_feature_grid(target_depth, (h, w))
         K_small = scale_intrinsics(K, w / width, h / height).repeat(poses.shape[0] // batch, 1, 1)
         warp = inverse_warp(source_f, depth_small, None, poses, K_small)
         mask = warp.valid_mask
