@@ -73,7 +73,8 @@ class LossConfig:
         if not 0.0 < float(self.max_occluded_fraction) <= 1.0:
             raise ConfigError(f"loss.max_occluded_fraction must be in (0, 1], got {self.max_occluded_fraction}")
         if self.occlusion_pose_pair not in ("consistent", "loss"):
-            raise ConfigError(f"loss.occlusion_pose_pair must be 'consistent' or 'loss', got {self.occlusion_pose_pair!r}")
+            raise ConfigError("loss.occlusion_pose_pair must be 'consistent' or 'loss', "
+                              f"got {self.occlusion_pose_pair!r}")
         if self.occlusion_guard not in ("cap", "drop", "off"):
             raise ConfigError(f"loss.occlusion_guard must be 'cap', 'drop' or 'off', got {self.occlusion_guard!r}")
         if not 0.0 <= float(self.ssim_weight) <= 1.0:

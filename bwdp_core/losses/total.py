@@ -24,8 +24,12 @@ from bwdp_core.geometry import inverse_warp, scale_intrinsics
 from bwdp_core.losses.adaptive import adaptive_weights, depth_difference
 from bwdp_core.losses.config import LossConfig
 from bwdp_core.losses.consistency import depth_structure_consistency
-from bwdp_core.losses.feature import (depth_on_feature_grid, feature_perception_error, feature_perception_loss,
-                                     normalise_features)
+from bwdp_core.losses.feature import (
+    depth_on_feature_grid,
+    feature_perception_error,
+    feature_perception_loss,
+    normalise_features,
+)
 from bwdp_core.losses.masking import guard_min_valid
 from bwdp_core.losses.occlusion import consistent_reverse_flow, pair_occlusion
 from bwdp_core.losses.photometric import photometric_error, weighted_photometric_loss
