@@ -266,27 +266,145 @@ def test_feature_term_sends_no_gradient_into_features():
     assert pred.disps[0].grad.abs().sum() > 0 and pred.pose_vecs.grad.abs().sum() > 0
 
 
-def test_implausible_occlusion_masks_are_dropped():
-    """Untrained second-pass poses disagree everywhere: the flow check would flag every pixel (zero loss, no
-    gradient).  Such a sample is left unmasked; a sample with a plausible mask keeps it."""
-    from bwdp_core.losses.occlusion import drop_implausible_occlusion
+def _street_pair(height=256, width=832, second_pass_deg=0.2):
+    """A static scene seen from two exact poses (tgt and the next frame, 1 m further on, plus the previous one):
+    a flat road 1.65 m below the camera and a wall 30 m ahead (the ref's depths are exact too), KITTI-like K.
+    The second-pass T_r->t is the exact inverse turned by ``second_pass_deg`` about a tilted axis — what an
+    independent PoseNet pass gives.  -> (tgt, refs, K, SnippetPrediction with B = 1)."""
+    from bwdp_core.geometry import euler_to_rotation
 
-    occluded = torch.zeros(2, 1, 4, 10)
-    occluded[0] = 1.0
-    occluded[1, ..., :2] = 1.0
-    valid = torch.ones_like(occluded)
-    kept = drop_implausible_occlusion(occluded, valid, 0.5)
-    assert kept[0].sum() == 0 and torch.equal(kept[1], occluded[1])
-    assert torch.equal(drop_implausible_occlusion(occluded, valid, 1.0), occluded)
-    # the whole-loss consequence: disagreeing poses (same vector both ways) keep the photometric term alive
+    f = 0.57 * width
+    K = torch.tensor([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]]).unsqueeze(0)
+    rows = torch.arange(height, dtype=torch.float32).view(-1, 1).expand(height, width) - height / 2
+
+    def depth(wall):
+        road = torch.where(rows > 0, 1.65 * f / rows.clamp(min=1e-3), torch.full_like(rows, 1e4))
+        return torch.minimum(road, torch.full_like(rows, wall)).view(1, 1, height, width)
+
+    depths = torch.cat([depth(30.0), depth(31.0), depth(29.0)])  # tgt, ref t-1, ref t+1
+    fwd = torch.eye(4).repeat(2, 1, 1)
+    fwd[0, 2, 3], fwd[1, 2, 3] = 1.0, -1.0  # T_{t->r}: points 1 m further from t-1, 1 m nearer to t+1
+    bwd = invert_pose(fwd)
+    turn = euler_to_rotation(torch.full((2, 3), float(torch.deg2rad(torch.tensor(second_pass_deg))) / 3 ** 0.5))
+    bwd[:, :3, :3] = turn @ bwd[:, :3, :3]
+    disps = [1.0 / depths] + [torch.nn.functional.interpolate(1.0 / depths, scale_factor=0.5 ** s, mode="area")
+                              for s in (1, 2, 3)]
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(3, 3, height, width, generator=g)
+    pred = SnippetPrediction(disps=disps, features=[], pose_vecs=torch.zeros(2, 6), poses_tgt_to_ref=fwd,
+                             poses_ref_to_tgt=bwd, num_refs=2, batch_size=1)
+    return images[:1], [images[1:2], images[2:3]], K, pred
+
+
+def test_occlusion_mask_uses_a_consistent_pose_pair():
+    """Static scene, exact poses, second pass 0.2 deg off: nothing is occluded.  The flow check on the loss's own
+    (second-pass) pair flags a large part of the image; on the consistent pair (default) at most 5 %."""
+    tgt, refs, K, pred = _street_pair()
+    terms = total_loss(loss_config("bi_occ"), tgt, refs, K, pred)[1]
+    assert terms["occluded_fraction_pre_guard"] <= 0.05 and terms["occluded_fraction"] <= 0.05
+    assert terms["occlusion_guard_rate"] == 0
+    assert 0.15 < terms["pose_pair_disagreement_deg"] < 0.25  # the loss itself still sees the second pass
+    old = total_loss(loss_config("bi_occ", occlusion_pose_pair="loss", occlusion_guard="off"), tgt, refs, K, pred)[1]
+    assert old["occluded_fraction_pre_guard"] > 0.25
+
+
+def test_graded_occlusion_guard_and_its_statistics():
+    """A row whose mask flags more than max_occluded_fraction keeps that fraction of its most inconsistent pixels
+    (graded, not all-or-nothing); the pre-guard fraction and the firing rate are reported per row."""
+    from bwdp_core.losses.occlusion import limit_occlusion
+
+    ratio = torch.zeros(3, 1, 4, 10)
+    ratio[0] = torch.linspace(0.1, 8.0, 40).view(1, 4, 10)  # 35 of 40 pixels above 1, graded inconsistency
+    ratio[1, ..., :2] = 5.0  # 20 % flagged: plausible
+    ratio[2, ..., :6] = 2.0  # 60 % flagged, all equally inconsistent
+    valid = torch.ones_like(ratio)
+    capped = limit_occlusion(ratio, valid, 0.5, "cap")
+    assert torch.allclose(capped.flagged_fraction, torch.tensor([0.875, 0.2, 0.6]))
+    assert capped.guard_fired.tolist() == [1.0, 0.0, 1.0]
+    assert capped.occluded[0].mean() == 0.5 and capped.occluded[0].flatten()[-20:].min() == 1  # the worst half
+    assert torch.equal(capped.occluded[1], (ratio[1] >= 1).float())
+    assert capped.occluded[2].mean() >= 0.5  # ties at the threshold stay flagged
+    dropped = limit_occlusion(ratio, valid, 0.5, "drop")  # the former all-or-nothing switch
+    assert dropped.occluded[0].sum() == 0 and dropped.occluded[2].sum() == 0
+    assert torch.equal(limit_occlusion(ratio, valid, 0.5, "off").occluded, (ratio >= 1).float())
+    # in the total loss: disagreeing poses (the same vector both ways) flag nearly everything on the loss pair
     tgt, refs = _images()
     vec = torch.tensor([[0.0, 0.0, 0.3, 0.0, 0.0, 0.0]]).repeat(2 * B, 1)
     pred = _prediction(disp_value=0.2, pose_vec=vec)
-    pred.poses_ref_to_tgt = pose_vec_to_mat(vec)  # not the inverse: flows point the same way
-    terms = total_loss(loss_config("full"), tgt, refs, _K(), pred)[1]
-    assert terms["valid_fraction"] > 0.5 and terms["photometric"] > 0
-    terms = total_loss(loss_config("full", max_occluded_fraction=1.0), tgt, refs, _K(), pred)[1]
-    assert terms["valid_fraction"] < 0.2
+    pred.poses_ref_to_tgt = pose_vec_to_mat(vec)
+    terms = total_loss(loss_config("full", occlusion_pose_pair="loss"), tgt, refs, _K(), pred)[1]
+    assert terms["occluded_fraction_pre_guard"] > 0.8 and terms["occlusion_guard_rate"] == 1
+    assert 0.45 < terms["valid_fraction"] < 0.55 and terms["photometric"] > 0
+
+
+def test_depth_consistency_is_not_masked_by_occlusion():
+    """Eq. 6 averages D_diff over the valid (in-view) pixels only: the occlusion mask, which removes exactly the
+    pixels with the largest depth disagreement, must not remove their L_dsc gradient."""
+    tgt, refs = _images()
+    vec = torch.tensor([[0.3, 0.0, 0.3, 0.0, 0.02, 0.0]]).repeat(2 * B, 1)
+    grads, values = {}, {}
+    for name, overrides in (("paper", {}), ("no_occlusion", {"occlusion": False}),
+                            ("masked", {"dsc_occlusion_mask": True})):
+        pred = _prediction(disp_value=0.2, pose_vec=vec)
+        with torch.no_grad():  # a near box in the target only: occluded, and its depths disagree
+            pred.disps[0][:B, :, 8:20, 30:50] = 1.0
+        terms = total_loss(loss_config("bi_occ_dsc", **overrides), tgt, refs, _K(), pred)[1]
+        terms["depth_consistency"].backward()
+        grads[name], values[name] = pred.disps[0].grad.clone(), terms
+    assert values["paper"]["occluded_fraction"] > 0.01
+    assert torch.allclose(values["paper"]["depth_consistency"], values["no_occlusion"]["depth_consistency"])
+    assert torch.allclose(grads["paper"], grads["no_occlusion"])
+    box = grads["paper"][:B, :, 8:20, 30:50].abs().sum()
+    assert box > 0 and grads["masked"][:B, :, 8:20, 30:50].abs().sum() < 0.9 * box
+
+
+def test_feature_warp_depth_on_the_stride_two_grid():
+    """Eq. 5 warps conv1 features (stride 2: feature pixel i sits on input pixel 2i) with K/2; the depth must be
+    read at 2i too.  Analytic scene: a plane slanted in depth, a texture painted on it, two exact poses; the
+    features of each view are the texture at the view's even pixels.  Warping the ref features with the depth on
+    the stride grid reproduces the target features up to bilinear interpolation; the former bilinear resize
+    (align_corners=False, i.e. depth at 2i + 0.5) leaves a clearly larger error."""
+    import torch.nn.functional as F
+
+    from bwdp_core.geometry import inverse_warp, scale_intrinsics
+    from bwdp_core.losses.feature import depth_on_feature_grid
+
+    height, width = 48, 160
+    f = 0.6 * width
+    K = torch.tensor([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]]).unsqueeze(0)
+    normal, offset = torch.tensor([0.55, 0.0, 1.0]), 3.0  # plane n·X = c: depth from ~2 m (right) to ~5.5 m
+    T = torch.eye(4).unsqueeze(0)
+    T[0, 0, 3] = 1.0  # T_{t->r}: 1 m sideways, a large parallax that depends on depth
+
+    def view(transform):
+        """Depth [1,1,H,W] of the plane in a camera at T·(tgt) and the texture [1,4,H,W] at every pixel."""
+        R, t = transform[0, :3, :3], transform[0, :3, 3]
+        n_cam, c_cam = R @ normal, offset + (R @ normal) @ t
+        ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
+                                indexing="ij")
+        rays = torch.linalg.inv(K[0]) @ torch.stack([xs, ys, torch.ones_like(xs)]).reshape(3, -1)
+        lam = c_cam / (n_cam @ rays)
+        points = R.T @ (rays * lam - t.view(3, 1))  # back to the tgt camera's coordinates (the plane's frame)
+        u, v = points[0], points[1]  # smooth texture: bilinear sampling of it is nearly exact
+        texture = torch.stack([torch.sin(u), torch.cos(u + v), torch.sin(v), torch.cos(2 * u)])
+        return (rays[2] * lam).reshape(1, 1, height, width), texture.reshape(1, 4, height, width) + 1.5
+
+    tgt_depth, tgt_texture = view(torch.eye(4).unsqueeze(0))
+    _, ref_texture = view(T)
+    f_tgt, f_ref = tgt_texture[..., ::2, ::2], ref_texture[..., ::2, ::2]  # stride-2 features
+    K_half = scale_intrinsics(K, 0.5, 0.5)
+
+    def warp_error(depth_small):
+        warp = inverse_warp(f_ref, depth_small, None, T, K_half)
+        interior = warp.valid_mask.bool().expand_as(f_tgt).clone()
+        interior[..., :2, :] = interior[..., -2:, :] = interior[..., :, :2] = interior[..., :, -2:] = False
+        return (warp.warped - f_tgt).abs()[interior].mean()
+
+    on_grid = depth_on_feature_grid(tgt_depth, f_tgt.shape[-2:])
+    assert torch.equal(on_grid, tgt_depth[..., ::2, ::2])
+    new = warp_error(on_grid)
+    old = warp_error(F.interpolate(tgt_depth, size=f_tgt.shape[-2:], mode="bilinear", align_corners=False))
+    assert new < 0.35 * old and new < 1e-3, (float(new), float(old))
 
 
 def test_one_direction_with_occlusion_uses_only_ref_to_tgt():

@@ -4,7 +4,7 @@ import time
 import numpy as np
 import pytest
 
-rclpy = pytest.importorskip("rclpy", reason="rclpy is not importable (pip install -r requirements-ros.txt)")
+rclpy = pytest.importorskip("rclpy", reason="rclpy is not importable (pip install -e '.[ros]')")
 pytest.importorskip("tf2_msgs.msg", reason="tf2_msgs is not importable (bash scripts/build_tf2_msgs.sh .venv)")
 
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402

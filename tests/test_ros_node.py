@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-rclpy = pytest.importorskip("rclpy", reason="rclpy is not importable (pip install -r requirements-ros.txt)")
+rclpy = pytest.importorskip("rclpy", reason="rclpy is not importable (pip install -e '.[ros]')")
 pytest.importorskip("tf2_msgs.msg", reason="tf2_msgs is not importable (bash scripts/build_tf2_msgs.sh .venv)")
 
 from bwdp_core.inference.vo_pipeline import DepthPoseEstimator, VisualOdometry, VOConfig  # noqa: E402

@@ -46,10 +46,18 @@ class LossConfig:
     # occlusion check (eq. 3-4), UnFlow constants, flows in pixels of the loss resolution
     alpha1: float = 0.01
     alpha2: float = 0.5
-    # a pair whose mask flags more than this fraction of its in-view pixels is not masked at all: that is not
-    # occlusion but two directions that do not agree yet (early training, untrained second-pass poses); masking it
-    # would remove every pixel, and with it every photometric gradient — a zero-loss dead end (1.0 = never)
+    # which pose pair the flow check compares: "consistent" = the pose that warps the pair and its exact inverse
+    # (whatever T_r->t the photometric loss uses); "loss" = the loss's own pair (with a second PoseNet pass, a
+    # 0.1-0.2 deg disagreement between the passes flags pixels that are not occluded — the former behaviour)
+    occlusion_pose_pair: str = "consistent"
+    # guard against an implausibly large mask (more than max_occluded_fraction of a pair's in-view pixels):
+    # "cap" keeps only that fraction of the most inconsistent pixels flagged (graded), "drop" removes the whole
+    # mask of that pair (the former all-or-nothing switch), "off" applies the mask as computed
+    occlusion_guard: str = "cap"
     max_occluded_fraction: float = 0.5
+    # eq. 6 is averaged over valid (in-view) pixels, as the paper; true also drops the occluded ones (the former
+    # behaviour, which removes the pixels with the largest depth disagreement and their gradient)
+    dsc_occlusion_mask: bool = False
     # multi-scale: number of decoder scales used (1 = SC-Release: full-resolution disparity only); coarser scales
     # are upsampled to full resolution for the warping terms
     num_scales: int = 1
@@ -64,6 +72,11 @@ class LossConfig:
             raise ConfigError(f"loss.min_valid_fraction must be in [0, 1), got {self.min_valid_fraction}")
         if not 0.0 < float(self.max_occluded_fraction) <= 1.0:
             raise ConfigError(f"loss.max_occluded_fraction must be in (0, 1], got {self.max_occluded_fraction}")
+        if self.occlusion_pose_pair not in ("consistent", "loss"):
+            raise ConfigError("loss.occlusion_pose_pair must be 'consistent' or 'loss', "
+                              f"got {self.occlusion_pose_pair!r}")
+        if self.occlusion_guard not in ("cap", "drop", "off"):
+            raise ConfigError(f"loss.occlusion_guard must be 'cap', 'drop' or 'off', got {self.occlusion_guard!r}")
         if not 0.0 <= float(self.ssim_weight) <= 1.0:
             raise ConfigError(f"loss.ssim_weight must be in [0, 1], got {self.ssim_weight}")
         for key in ("w_photo", "w_smooth", "w_dsc", "w_feat", "alpha1", "alpha2"):

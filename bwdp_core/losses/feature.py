@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
+from bwdp_core.errors import ConfigError
 from bwdp_core.losses.masking import masked_mean_per_direction
 
 
@@ -39,3 +41,30 @@ def feature_perception_loss(error: torch.Tensor, mask: torch.Tensor, num_directi
     contiguous direction blocks -> scalar.
     """
     return masked_mean_per_direction(error, mask, num_directions).sum()
+
+
+def depth_on_feature_grid(depth: torch.Tensor, feature_size: tuple) -> torch.Tensor:
+    """Eq. 5's warping depth at the feature map's own pixels: D(s·i, s·j) for feature pixel (i, j), s = H / h.
+
+    depth: [P,1,H,W] at the loss resolution; feature_size (h, w) with H = s·h, W = s·w -> [P,1,h,w].
+    The ResNet encoder's maps are strided convolutions whose output i is centred on input pixel s·i (conv1: 7x7,
+    stride 2, padding 3 -> centre 2i; the max-pool and later stride-2 3x3/1x1 convs keep that alignment), and the
+    intrinsics are scaled by 1/s, so feature pixel i IS full-resolution pixel s·i.  Bilinear resizing with
+    align_corners=False would read the depth at s·i + (s − 1)/2 (2i + 0.5 for conv1) — half a pixel off.
+    An average over the s×s block (area resizing) would be off the same way.  Without a divisible size, the
+    depth is sampled bilinearly at s·i with align_corners-consistent coordinates.
+    """
+    height, width = depth.shape[-2:]
+    h, w = int(feature_size[0]), int(feature_size[1])
+    if height % h == 0 and width % w == 0 and height // h == width // w:
+        stride = height // h
+        return depth[..., ::stride, ::stride]
+    if h > height or w > width:
+        raise ConfigError(f"feature map {h}x{w} is larger than the depth map {height}x{width}")
+    sy, sx = height / h, width / w
+    ys = torch.arange(h, device=depth.device, dtype=depth.dtype) * sy
+    xs = torch.arange(w, device=depth.device, dtype=depth.dtype) * sx
+    grid = torch.stack(torch.meshgrid(2 * ys / max(height - 1, 1) - 1, 2 * xs / max(width - 1, 1) - 1,
+                                      indexing="ij")[::-1], dim=-1)
+    return F.grid_sample(depth, grid.unsqueeze(0).expand(depth.shape[0], -1, -1, -1), mode="bilinear",
+                         padding_mode="border", align_corners=True)

@@ -24,9 +24,14 @@ from bwdp_core.geometry import inverse_warp, scale_intrinsics
 from bwdp_core.losses.adaptive import adaptive_weights, depth_difference
 from bwdp_core.losses.config import LossConfig
 from bwdp_core.losses.consistency import depth_structure_consistency
-from bwdp_core.losses.feature import feature_perception_error, feature_perception_loss, normalise_features
+from bwdp_core.losses.feature import (
+    depth_on_feature_grid,
+    feature_perception_error,
+    feature_perception_loss,
+    normalise_features,
+)
 from bwdp_core.losses.masking import guard_min_valid
-from bwdp_core.losses.occlusion import drop_implausible_occlusion, occlusion_mask
+from bwdp_core.losses.occlusion import consistent_reverse_flow, pair_occlusion
 from bwdp_core.losses.photometric import photometric_error, weighted_photometric_loss
 from bwdp_core.losses.smoothness import edge_aware_smoothness
 
@@ -70,7 +75,7 @@ def total_loss(cfg: LossConfig, tgt_img: torch.Tensor, ref_imgs: List[torch.Tens
 
     photo_terms, dsc_terms, smooth_terms = [], [], []
     visuals: Dict[str, torch.Tensor] = {}
-    geometric_mask0 = occluded0 = target_depth0 = None
+    geometric_mask0 = occluded0 = target_depth0 = occlusion_stats = None
     for scale in range(cfg.num_scales):
         disp = pred.disps[scale]
         if disp.shape[-2:] != (height, width):
@@ -84,9 +89,12 @@ def total_loss(cfg: LossConfig, tgt_img: torch.Tensor, ref_imgs: List[torch.Tens
         geometric_mask = warp.valid_mask
         occluded = torch.zeros_like(geometric_mask)
         if cfg.occlusion:
-            occluded = occlusion_mask(warp.flow, warp.flow.roll(rows, dims=0), cfg.alpha1, cfg.alpha2)
-            occluded = drop_implausible_occlusion(occluded, geometric_mask, cfg.max_occluded_fraction)
+            occ = occlusion_for_pairs(cfg, warp.flow, source_depth, poses, K_pairs, geometric_mask, rows)
+            occluded = occ.occluded
             geometric_mask = geometric_mask * (1 - occluded)
+            if scale == 0:
+                occlusion_stats = occ
+        in_view_mask = guard_min_valid(warp.valid_mask, cfg.min_valid_fraction)
         geometric_mask = guard_min_valid(geometric_mask, cfg.min_valid_fraction)
 
         photo_mask = geometric_mask
@@ -101,8 +109,9 @@ def total_loss(cfg: LossConfig, tgt_img: torch.Tensor, ref_imgs: List[torch.Tens
             if cfg.adaptive_weights:
                 weights = adaptive_weights(depth_diff)
             if cfg.depth_consistency:
+                dsc_mask = geometric_mask if cfg.dsc_occlusion_mask else in_view_mask
                 dsc_terms.append(depth_structure_consistency(
-                    _used(depth_diff, rows, cfg.bidirectional), _used(geometric_mask, rows, cfg.bidirectional),
+                    _used(depth_diff, rows, cfg.bidirectional), _used(dsc_mask, rows, cfg.bidirectional),
                     directions))
         photo_terms.append(weighted_photometric_loss(
             _used(error, rows, cfg.bidirectional), _used(weights, rows, cfg.bidirectional),
@@ -148,7 +157,45 @@ def total_loss(cfg: LossConfig, tgt_img: torch.Tensor, ref_imgs: List[torch.Tens
         rows_used = rows * (2 if cfg.bidirectional else 1)
         terms["valid_fraction"] = geometric_mask0[:rows_used].mean()
         terms["occluded_fraction"] = occluded0[:rows_used].mean()
+        if occlusion_stats is not None:
+            # what the flow check flags before the guard, and how often the guard changes a pair's mask
+            terms["occluded_fraction_pre_guard"] = occlusion_stats.flagged_fraction[:rows_used].mean()
+            terms["occlusion_guard_rate"] = occlusion_stats.guard_fired[:rows_used].mean()
+        if both:
+            terms["pose_pair_disagreement_deg"] = rotation_disagreement_deg(
+                pred.poses_tgt_to_ref, pred.poses_ref_to_tgt).mean()
+        terms["depth_std_over_mean"] = depth_structure(target_depth0[:batch]).mean()
     return total, terms, visuals
+
+
+def occlusion_for_pairs(cfg: LossConfig, flow: torch.Tensor, source_depth: torch.Tensor, poses: torch.Tensor,
+                        K_pairs: torch.Tensor, valid_mask: torch.Tensor, rows: int):
+    """Eq. 3–4 on the pair batch (see occlusion.py): row i's forward flow ``flow[i]`` [P,2,H,W] (target depth +
+    ``poses[i]``) against a reverse flow from the source depth ``source_depth`` [P,1,H,W] and, with
+    ``occlusion_pose_pair: consistent``, the exact inverse of ``poses[i]`` [P,4,4]; with ``loss``, the flow of the
+    other direction's row (the loss's own T_r->t, possibly a second PoseNet pass).  -> OcclusionResult.
+    """
+    if cfg.occlusion_pose_pair == "consistent":
+        reverse = consistent_reverse_flow(source_depth.detach(), poses.detach(), K_pairs)
+    else:
+        reverse = flow.detach().roll(rows, dims=0)
+    return pair_occlusion(flow, reverse, valid_mask, cfg.alpha1, cfg.alpha2, cfg.max_occluded_fraction,
+                          cfg.occlusion_guard)
+
+
+@torch.no_grad()
+def rotation_disagreement_deg(T_tgt_to_ref: torch.Tensor, T_ref_to_tgt: torch.Tensor) -> torch.Tensor:
+    """Rotation angle (degrees) of T_{t→r} · T_{r→t} per pair: 0 for an exactly consistent pair.  [P,4,4] x2 -> [P]."""
+    product = T_tgt_to_ref[:, :3, :3] @ T_ref_to_tgt[:, :3, :3]
+    cos = ((product.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1.0, 1.0)
+    return torch.rad2deg(torch.acos(cos))
+
+
+@torch.no_grad()
+def depth_structure(depth: torch.Tensor) -> torch.Tensor:
+    """Depth-structure statistic per frame: std / mean of the depth map (0 = a constant map).  [B,1,H,W] -> [B]."""
+    flat = depth.flatten(1)
+    return flat.std(1) / flat.mean(1).clamp(min=1e-12)
 
 
 def feature_term(cfg: LossConfig, pred, target_depth: torch.Tensor, poses: torch.Tensor, K: torch.Tensor,
@@ -157,7 +204,8 @@ def feature_term(cfg: LossConfig, pred, target_depth: torch.Tensor, poses: torch
 
     Features of encoder level l (pred.features[l], [(1+N)·B,C,h,w]) are normalised and detached
     (see feature.normalise_features); the source features are warped at their own resolution with the target
-    depth (scale 0, [P,1,H,W] for the P pairs) resized to h×w and K scaled by (w/W, h/H).  The occlusion mask
+    depth (scale 0, [P,1,H,W] for the P pairs) read on the feature map's stride grid (feature.depth_on_feature_grid)
+    and K scaled by (w/W, h/H).  The occlusion mask
     ([P,1,H,W], 1 = occluded) is resized to h×w (a feature pixel is occluded when most of its pixels are).
     Averaged over cfg.feature_levels.
     """
@@ -169,7 +217,7 @@ def feature_term(cfg: LossConfig, pred, target_depth: torch.Tensor, poses: torch
         features = normalise_features(pred.features[level])
         h, w = features.shape[-2:]
         target_f, source_f = _pairs(features, batch, num_refs, poses.shape[0] > rows)
-        depth_small = F.interpolate(target_depth, size=(h, w), mode="bilinear", align_corners=False)
+        depth_small = depth_on_feature_grid(target_depth, (h, w))
         K_small = scale_intrinsics(K, w / width, h / height).repeat(poses.shape[0] // batch, 1, 1)
         warp = inverse_warp(source_f, depth_small, None, poses, K_small)
         mask = warp.valid_mask
