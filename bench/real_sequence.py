@@ -45,7 +45,7 @@ from bwdp_core.checkpoint import load_models  # noqa: E402
 from bwdp_core.data.build import build_sources  # noqa: E402
 from bwdp_core.data.sources import list_images, read_image_file, read_poses_file  # noqa: E402
 from bwdp_core.eval.odometry import align_and_associate, evaluate_odometry  # noqa: E402
-from bwdp_core.eval.plots import plot_trajectories_top_view  # noqa: E402
+from bwdp_core.eval.plots import depth_strip, plot_trajectories_top_view  # noqa: E402
 from bwdp_core.eval.trajectory_io import read_trajectory  # noqa: E402
 from bwdp_core.inference.preprocess import predict_depth  # noqa: E402
 
@@ -78,17 +78,22 @@ def source_config(source: Path, sequence: str, camera: int) -> dict:
     return {"type": "images", "path": str(source)}
 
 
-def depth_structure(disp_net, images: list[np.ndarray], height: int, width: int) -> list[dict]:
+def depth_structure(disp_net, images: list[np.ndarray], height: int, width: int,
+                    strip: Path | None = None, labels: list[str] | None = None) -> list[dict]:
     """Per image: std/mean of predicted depth and the mean depth of the top and bottom quarter of the rows (a
-    collapsed model gives std/mean ~ 0; a sane street model has far (top) > near (bottom))."""
-    rows = []
+    collapsed model gives std/mean ~ 0; a sane street model has far (top) > near (bottom)). ``strip``: also write the
+    input | predicted depth picture there."""
+    rows, pictures = [], []
     for image in images:
         depth = predict_depth(disp_net, image, height, width, out_size=(height, width))
+        pictures.append((image, cv2.resize(depth, image.shape[1::-1], interpolation=cv2.INTER_LINEAR), None))
         quarter = max(1, height // 4)
         rows.append({"std_over_mean": round(float(depth.std() / depth.mean()), 4),
                      "top_quarter_mean": round(float(depth[:quarter].mean()), 4),
                      "bottom_quarter_mean": round(float(depth[-quarter:].mean()), 4),
                      "top_over_bottom": round(float(depth[:quarter].mean() / depth[-quarter:].mean()), 3)})
+    if strip is not None:
+        depth_strip(pictures, strip, labels=labels)
     return rows
 
 
@@ -219,8 +224,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # 6. depth structure on the training sequence
     picks = sorted({min(len(frames) - 1, int(round(f * len(frames)))) for f in DEPTH_FRAMES})
+    strip = args.results / f"real_sequence_{name}_depth.png"
     result["depth_structure"] = {"frames": picks, "per_frame": depth_structure(
-        disp_net, [frames.load_image(i) for i in picks], int(meta["height"]), int(meta["width"]))}
+        disp_net, [frames.load_image(i) for i in picks], int(meta["height"]), int(meta["width"]), strip,
+        [f"frame {i}" for i in picks])}
 
     # 7. depth metrics on real frames with GT
     if args.depth_gt is not None:
