@@ -86,3 +86,16 @@ def test_eval_odom_projects_drifted_input_and_says_so(tmp_path, capsys):
     result = evaluate_odometry(drifted, chain_relative_poses(relative))
     assert result["so3_projection"]["pred_max_deviation"] > 1e-6
     assert result["ate_m"]["rmse"] < 1e-2
+
+
+def test_unexpected_error_is_one_line_not_a_traceback(monkeypatch, capsys):
+    from bwdp_core.commands import eval_odom
+
+    def broken(args):
+        raise RuntimeError("matrix is not a valid SO(3) group element")
+
+    monkeypatch.setattr(eval_odom, "main", broken)
+    monkeypatch.delenv("BWDP_DEBUG", raising=False)
+    assert cli_main(["eval-odom", "--pred", "a.txt", "--gt", "b.txt"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bwdp eval-odom: error: unexpected RuntimeError")
