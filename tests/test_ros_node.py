@@ -368,3 +368,18 @@ def test_a_different_camera_warns_once_and_crop_keeps_the_aspect(setup):
         (ok,) = client.set_parameters({"resize_mode": "stretch"})
         assert ok.successful
     _send_and_wait(s, 1)  # back to the module's camera
+
+
+def test_an_unknown_qos_override_is_refused_not_ignored(setup):
+    env = ros_env(pick_domain_id("bad_qos"))
+    proc = subprocess.run([sys.executable, "-m", "bwdp_ros.vo_node", "--ros-args", "-p", f"checkpoint:={setup['ckpt']}",
+                           "-p", "device:=cpu", "-p", "warmup_iterations:=0",
+                           "-p", "qos_overrides./imagee.subscription.reliability:=best_effort",
+                           "-p", "qos_overrides./odom.publisher.depth:=5"],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in out, out
+    (error,) = [line for line in out.splitlines() if "[ERROR]" in line]
+    assert "qos_overrides./imagee.subscription.reliability" in error.split("this node's are")[0]
+    valid = error.split("this node's are")[1]
+    assert "qos_overrides./image.subscription.reliability" in valid and "qos_overrides./odom.publisher.depth" in valid
