@@ -27,6 +27,7 @@ node keeps going. No geometry here: this file converts messages and handles para
 """
 from __future__ import annotations
 
+import math
 import re
 import sys
 import threading
@@ -97,21 +98,21 @@ class StartupError(Exception):
 
 
 def parameter_descriptor(spec) -> ParameterDescriptor:
-    """The ROS descriptor of a parameter: description, read-only, and the numeric range of numeric parameters."""
+    """The ROS descriptor of a parameter: description, read-only, and the numeric range of numeric parameters (an
+    open end is the type's limit; an exclusive minimum is in the range as its edge, the node's check refuses it)."""
     descriptor = ParameterDescriptor(description=spec.description, read_only=spec.read_only)
     check = spec.check
-    if isinstance(check, Number) and not isinstance(spec.default, bool):
-        low = -float("inf") if check.minimum is None else check.minimum
-        high = float("inf") if check.maximum is None else check.maximum
-        if isinstance(spec.default, int):
-            descriptor.integer_range = [IntegerRange(from_value=int(low) if check.minimum is not None else -2**63,
-                                                     to_value=int(high) if check.maximum is not None else 2**63 - 1,
-                                                     step=1)]
-        else:
-            descriptor.floating_point_range = [FloatingPointRange(from_value=float(low), to_value=float(high),
-                                                                  step=0.0)]
-        if check.range_text:
-            descriptor.additional_constraints = check.range_text
+    if not isinstance(check, Number) or isinstance(spec.default, bool):
+        return descriptor
+    if isinstance(spec.default, int):
+        low = -2**63 if check.minimum is None else int(check.minimum)
+        high = 2**63 - 1 if check.maximum is None else int(check.maximum)
+        descriptor.integer_range = [IntegerRange(from_value=low, to_value=high, step=1)]
+    else:
+        low = -math.inf if check.minimum is None else float(check.minimum)
+        high = math.inf if check.maximum is None else float(check.maximum)
+        descriptor.floating_point_range = [FloatingPointRange(from_value=low, to_value=high, step=0.0)]
+    descriptor.additional_constraints = check.range_text
     return descriptor
 
 
