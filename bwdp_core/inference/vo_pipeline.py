@@ -72,6 +72,8 @@ class DepthPoseEstimator:
         self.checkpoint = str(checkpoint)
         disp_net, pose_net, meta = load_models(checkpoint, device=str(self.device))
         self.height, self.width = int(meta["height"]), int(meta["width"])
+        # (fx/W, fy/H, cx/W, cy/H) of the training camera when the checkpoint records it (the geometry check)
+        self.training_intrinsics = meta.get("intrinsics")
         # backend "auto": see bwdp_core.inference.backends (AUTO_ON_CPU / AUTO_ON_GPU, resolve_backend)
         self.runner = optimize_for_inference(disp_net.eval(), pose_net.eval(), self.height, self.width,
                                              backend=backend, device=self.device,
