@@ -17,6 +17,7 @@ from bwdp_core.inference import settings
 from bwdp_core.inference.settings import (
     Setting,
     any_bool,
+    any_string,
     non_negative_int,
     positive,
     vector,
@@ -61,6 +62,10 @@ NODE_SPECS: tuple[ParamSpec, ...] = (
               "odom twist covariance diagonal (vx vy vz wx wy wz; (m/s)^2, (rad/s)^2) while tracking", vector(6, 0.0)),
     ParamSpec("lost_covariance", 1.0e6, "covariance diagonal used for pose and twist while tracking is lost",
               positive),
+    ParamSpec("save_on_shutdown", False, "with adapt: write the adapted weights to save_model_path when the node "
+              "shuts down", any_bool),
+    ParamSpec("save_model_path", "", "where ~/save_model and save_on_shutdown write the adapted weights; empty = "
+              "<checkpoint>_adapted.pt next to the checkpoint", any_string),
     ParamSpec("diagnostics_period", 5.0, "seconds between diagnostics log lines (processed, dropped, latency)",
               positive),
     ParamSpec("log_throttle_period", 5.0, "seconds between two log lines about the same kind of rejected input",
@@ -91,3 +96,12 @@ def check_all(values: dict[str, Any]) -> list[str]:
 def covariance_matrix(diagonal) -> list[float]:
     """6 variances -> the 36 row-major entries of a ROS covariance field."""
     return np.diag(np.asarray(diagonal, dtype=np.float64)).reshape(36).tolist()
+
+
+def adapted_model_path(values: dict[str, Any]) -> str:
+    """save_model_path, or <checkpoint without .pt>_adapted.pt when it is empty."""
+    if values["save_model_path"]:
+        return values["save_model_path"]
+    checkpoint = values["checkpoint"]
+    stem = checkpoint[:-3] if checkpoint.endswith(".pt") else checkpoint
+    return f"{stem}_adapted.pt"

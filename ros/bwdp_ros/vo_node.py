@@ -9,6 +9,10 @@ Topics (relative names, remap them):
        depth size), odom (nav_msgs/Odometry odom -> base_link), path (nav_msgs/Path, publish_path),
        /tf (odom -> base_link, publish_tf), /tf_static (base_link -> camera optical frame, publish_camera_tf)
   srv  ~/reset (std_srvs/Trigger): odometry back to identity
+       ~/save_model (std_srvs/Trigger): with adapt, write the adapted weights (save_model_path) as a bwdp checkpoint
+
+Metric scale (camera_height) and online adaptation (adapt) are bwdp_core's (vo_pipeline's ground scale, train.adapt's
+worker, which the pipeline takes as its weights provider); the node only passes the parameters and logs their status.
 
 Design: the subscription callback only stores the newest frame (``LatestFrameSlot``; an overwritten frame counts as
 dropped); one inference thread takes the newest frame and runs the processing path `bwdp replay` runs too: decode
@@ -38,8 +42,9 @@ from std_srvs.srv import Trigger
 from bwdp_core.errors import BwdpError, DataError
 from bwdp_core.inference.intrinsics import IntrinsicsPicker, camera_info_intrinsics, parameter_intrinsics
 from bwdp_core.inference.vo_pipeline import DepthPoseEstimator, VisualOdometry, VOConfig
+from bwdp_core.train.adapt import AdaptConfig, Adapter
 from bwdp_ros import conversions as conv
-from bwdp_ros.params import SPEC_BY_NAME, SPECS, check_all, covariance_matrix
+from bwdp_ros.params import SPEC_BY_NAME, SPECS, adapted_model_path, check_all, covariance_matrix
 from bwdp_ros.runtime import LatencyWindow, LatestFrameSlot, ThrottledLog
 
 NODE_NAME = "vo_node"
@@ -83,12 +88,14 @@ class VoNode(Node):
                                            warmup_iterations=self.params["warmup_iterations"],
                                            num_threads=self.params["num_threads"],
                                            backend=self.params["inference_backend"])
+            self.adapter = (Adapter(self.params["checkpoint"], estimator, AdaptConfig.from_settings(self.params))
+                            if self.params["adapt"] else None)
         except BwdpError as err:
             raise StartupError(str(err)) from None
         except Exception as err:  # e.g. a torch error while tracing the networks: still one line, no traceback
             raise StartupError(f"cannot prepare the networks of {self.params['checkpoint']}: "
                                f"{type(err).__name__}: {err}") from None
-        self.vo = VisualOdometry(estimator, VOConfig.from_settings(self.params))
+        self.vo = VisualOdometry(estimator, VOConfig.from_settings(self.params), weights_provider=self.adapter)
         self._vo_lock = threading.Lock()
         self.intrinsics = IntrinsicsPicker(self._fallback_intrinsics())
         self._covariances = self._covariance_fields()
@@ -121,6 +128,7 @@ class VoNode(Node):
             self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data)
         self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_service(Trigger, "~/save_model", self._on_save_model)
         self._diag_timer = self.create_timer(self.params["diagnostics_period"], self._log_diagnostics)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._no_camera_info = f"no camera_info received yet on {self.resolve_topic_name('camera_info')}"
@@ -129,6 +137,8 @@ class VoNode(Node):
 
         self._worker = threading.Thread(target=self._inference_loop, name="vo_inference", daemon=True)
         self._worker.start()
+        if self.adapter is not None:
+            self.adapter.start()
         self.get_logger().info(
             f"ready: checkpoint {self.params['checkpoint']} on {estimator.device} ({estimator.backend}), network input "
             f"{estimator.height}x{estimator.width}; listening on {self.resolve_topic_name('image')}"
@@ -276,14 +286,46 @@ class VoNode(Node):
     def _log_diagnostics(self) -> None:
         count, p50, p95 = self.latency.report()
         latency = f"latency p50 {p50 * 1e3:.0f} ms p95 {p95 * 1e3:.0f} ms over {count}" if count else "no frames"
+        scale = self.vo.scale_status
+        scale = (f"; scale {scale.scale:.4f} (spread {scale.spread:.3f}, {scale.frames_since_good} frames since the "
+                 f"last ground fit)" if scale is not None else "")
+        adapt = self.adapter.status if self.adapter is not None else None
+        adapt = (f"; adapt: {adapt.steps} steps, {adapt.swaps} swaps, {adapt.rollbacks} roll-backs, weights "
+                 f"v{self.vo.weights_version}, loss {adapt.mean_loss:.4f}{', ' + adapt.paused if adapt.paused else ''}"
+                 if adapt is not None else "")
         self.get_logger().info(
             f"diagnostics: processed {self.processed}, received {self.slot.received}, dropped {self.slot.dropped} "
-            f"(newer frame arrived), rejected {self.reject.total}; {latency}")
+            f"(newer frame arrived), rejected {self.reject.total}; {latency}{scale}{adapt}")
+
+    def _save_adapted(self) -> str:
+        """Write the adapted weights to save_model_path (atomic); returns the path (BwdpError/OSError on failure)."""
+        return self.adapter.save(adapted_model_path(self.params))
+
+    def _on_save_model(self, request, response):
+        if self.adapter is None:
+            response.success, response.message = False, "adapt is off: the weights are the checkpoint's"
+            return response
+        try:
+            path = self._save_adapted()
+        except (BwdpError, OSError) as err:
+            response.success, response.message = False, f"cannot save the adapted model: {err}"
+            self.get_logger().error(response.message)
+            return response
+        response.success, response.message = True, path
+        self.get_logger().info(f"adapted model saved to {path} (~/save_model)")
+        return response
 
     def close(self) -> None:
         self.slot.close()
         if self._worker.is_alive():
             self._worker.join(timeout=5.0)
+        if self.adapter is not None:
+            self.adapter.stop()
+            if self.params["save_on_shutdown"]:
+                try:
+                    self.get_logger().info(f"adapted model saved to {self._save_adapted()} (save_on_shutdown)")
+                except (BwdpError, OSError) as err:
+                    self.get_logger().error(f"cannot save the adapted model on shutdown: {err}")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
