@@ -62,7 +62,8 @@ from bwdp_core.inference.intrinsics import (
 from bwdp_core.inference.vo_pipeline import DepthPoseEstimator, VisualOdometry, VOConfig
 from bwdp_core.train.adapt import AdaptConfig, Adapter
 
-ADAPT_OPTIONS = ("adapt_buffer_size", "adapt_steps_per_swap", "adapt_lr", "adapt_share", "adapt_threads")
+ADAPT_OPTIONS = ("adapt_buffer_size", "adapt_steps_per_swap", "adapt_lr", "adapt_share", "adapt_threads",
+                 "adapt_min_parallax")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

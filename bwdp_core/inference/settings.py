@@ -144,6 +144,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("adapt_share", 0.5, "adapt: fraction of wall time the worker may compute (CPU/GPU share; it also runs "
             "at a lower OS priority with adapt_threads torch threads)", Number(minimum=0, exclusive_minimum=True,
                                                                             maximum=1), True),
+    Setting("adapt_min_parallax", 1.0, "adapt: a frame enters the training buffer once the image moved this many "
+            "pixels (network size; estimated translation x focal length / median depth) since the last one kept",
+            non_negative, True),
     Setting("adapt_threads", 1, "adapt: torch CPU threads of the training worker", Number(minimum=1, integer=True),
             True),
     Setting("fx", 0.0, "intrinsics fallback when camera_info is missing or unusable (pixels of the incoming "

@@ -55,7 +55,8 @@ from bwdp_core.train.step import (
 
 # AdaptConfig field <- the shared settings table's name (bwdp_core.inference.settings: the node's parameters)
 FROM_SETTINGS = {"buffer_size": "adapt_buffer_size", "steps_per_swap": "adapt_steps_per_swap", "lr": "adapt_lr",
-                 "share": "adapt_share", "threads": "adapt_threads"}
+                 "share": "adapt_share", "threads": "adapt_threads",
+                 "min_parallax_px": "adapt_min_parallax"}
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class AdaptConfig:
     share: float = settings.default("adapt_share")
     threads: int = settings.default("adapt_threads")
     nice: int = 10
-    min_parallax_px: float = 1.0
+    min_parallax_px: float = settings.default("adapt_min_parallax")
     static_threshold: float = 0.004
     divergence_factor: float = 3.0
     warmup_steps: int = 5
@@ -315,6 +316,7 @@ class Adapter:
         batch = self.buffer.sample(self.cfg.batch, self._rng)
         if batch is None:
             return False
+        self.status.paused = ""
         start = time.perf_counter()
         result = train_step(self.model, self.loss_cfg, self._optimizer, self._scaler, batch, self.device, amp=False)
         freeze_batchnorm(self.model)

@@ -290,9 +290,13 @@ class VoNode(Node):
         scale = (f"; scale {scale.scale:.4f} (spread {scale.spread:.3f}, {scale.frames_since_good} frames since the "
                  f"last ground fit)" if scale is not None else "")
         adapt = self.adapter.status if self.adapter is not None else None
-        adapt = (f"; adapt: {adapt.steps} steps, {adapt.swaps} swaps, {adapt.rollbacks} roll-backs, weights "
-                 f"v{self.vo.weights_version}, loss {adapt.mean_loss:.4f}{', ' + adapt.paused if adapt.paused else ''}"
-                 if adapt is not None else "")
+        if adapt is not None:
+            buffer = self.adapter.buffer
+            adapt = (f"; adapt: {adapt.steps} steps, {adapt.swaps} swaps, {adapt.rollbacks} roll-backs, weights "
+                     f"v{self.vo.weights_version}, loss {adapt.mean_loss:.4f}, buffer {len(buffer.frames)} (kept "
+                     f"{buffer.kept} of {buffer.seen}){', ' + adapt.paused if adapt.paused else ''}")
+        else:
+            adapt = ""
         self.get_logger().info(
             f"diagnostics: processed {self.processed}, received {self.slot.received}, dropped {self.slot.dropped} "
             f"(newer frame arrived), rejected {self.reject.total}; {latency}{scale}{adapt}")
