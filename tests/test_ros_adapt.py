@@ -31,7 +31,8 @@ def test_node_keeps_publishing_while_adapting_and_saves_the_model(tmp_path, caps
     street = render_sequence(10, 64, 192, seed=4)
     saved = tmp_path / "adapted.pt"
     params = {"device": "cpu", "warmup_iterations": 0, "num_threads": 1, "inference_backend": "eager",
-              "adapt": True, "adapt_steps_per_swap": 2, "adapt_min_parallax": 0.0, "adapt_share": 1.0, "camera_height": 1.6,
+              "adapt": True, "adapt_steps_per_swap": 2, "adapt_min_parallax": 0.0, "adapt_share": 1.0,
+              "camera_height": 1.6,
               "save_model_path": str(saved), "diagnostics_period": 1.0}
     domain = pick_domain_id("test_ros_adapt")
     node = VoNodeProcess(ckpt, domain, params=params, params_file=ROOT / "ros" / "config" / "vo.yaml",
