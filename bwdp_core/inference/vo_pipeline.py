@@ -37,7 +37,12 @@ from bwdp_core.checkpoint import load_models
 from bwdp_core.data.sources import as_intrinsics
 from bwdp_core.device import resolve_device
 from bwdp_core.errors import ConfigError, DataError
-from bwdp_core.frames import camera_motion_to_base, rotation_to_rotvec, transform_from_xyz_rpy
+from bwdp_core.frames import (
+    camera_motion_to_base,
+    rotation_to_rotvec,
+    transform_from_xyz_rpy,
+    with_nearest_rotation,
+)
 from bwdp_core.geometry import pose_vec_to_mat
 from bwdp_core.inference import settings
 from bwdp_core.inference.adaptation import AdaptSample, WeightsProvider
@@ -310,8 +315,9 @@ class VisualOdometry:
             else:
                 tracking = TRACKING_OK
                 T_base = camera_motion_to_base(T_cam, self.config.T_base_camera)
-                self.T_start_camera = self.T_start_camera @ T_cam
-                self.T_odom_base = self.T_odom_base @ T_base
+                # chained float poses drift off SO(3); keep them rotations (tools such as evo refuse the others)
+                self.T_start_camera = with_nearest_rotation(self.T_start_camera @ T_cam)
+                self.T_odom_base = with_nearest_rotation(self.T_odom_base @ T_base)
                 if dt > 0:
                     linear = T_base[:3, 3] / dt
                     angular = rotation_to_rotvec(T_base[:3, :3]) / dt
