@@ -103,7 +103,7 @@ def test_camera_info_follows_the_node_s_rule(data, capsys):
 
 
 def test_replay_adapt_steps_inline_and_saves_a_loadable_model(data, tmp_path):
-    """`bwdp replay --adapt` runs the node's adaptation worker (inline steps: deterministic) and --save-model keeps it."""
+    """`bwdp replay --adapt` runs the node's adaptation worker (inline steps: deterministic); --save-model keeps it."""
     torch.manual_seed(0)
     disp_net, pose_net = build_models({"num_layers": 18})
     start = tmp_path / "start.pt"
