@@ -233,7 +233,8 @@ class Adapter:
         self.height, self.width = estimator.height, estimator.width
         self.device = estimator.device
         self.backend = estimator.backend
-        self.inference_threads = int(getattr(estimator, "num_threads", 0)) or None
+        # the threads the inference runners get: asked here, in the caller's thread (the worker's own budget differs)
+        self.inference_threads = int(getattr(estimator, "num_threads", 0)) or torch.get_num_threads()
         disp_net, pose_net = build_models(ckpt["model"])
         disp_net.load_state_dict(ckpt["disp_net"])
         pose_net.load_state_dict(ckpt["pose_net"])
