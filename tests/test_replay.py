@@ -1,5 +1,6 @@
 """`bwdp make-bag` -> `bwdp replay` round trip on a synthetic sequence with ground truth (no ROS install needed)."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -122,3 +123,16 @@ def test_replay_adapt_steps_inline_and_saves_a_loadable_model(data, tmp_path):
     assert load_checkpoint(saved)["adaptation"]["steps"] == 3
     assert bwdp(["replay", str(bag), "--image-topic", "/camera/image_raw", "--checkpoint", str(start),
                  "--out", str(tmp_path / "x"), "--save-model", str(saved)]) == 2   # --save-model needs --adapt
+
+
+def test_make_bag_camera_0_bags_a_grey_left_camera_sequence(data, tmp_path):
+    """The shared KITTI 07 frames have only image_0: --camera 0 bags them (the default, camera 2, finds no images)."""
+    root = tmp_path / "kitti"
+    seq_dir = root / "sequences" / "07"
+    shutil.copytree(data["seq_dir"], seq_dir)
+    (seq_dir / "image_2").rename(seq_dir / "image_0")
+    shutil.copytree(data["seq_dir"].parent.parent / "poses", root / "poses")
+    (root / "poses" / "00.txt").rename(root / "poses" / "07.txt")
+    assert bwdp(["make-bag", "--kitti-seq", str(seq_dir), "--out", str(tmp_path / "b2")]) == 2
+    assert bwdp(["make-bag", "--kitti-seq", str(seq_dir), "--camera", "0", "--out", str(tmp_path / "b0")]) == 0
+    assert len(list(iter_messages(tmp_path / "b0", "/camera/image_raw"))) == N
