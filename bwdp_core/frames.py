@@ -120,3 +120,17 @@ def rotation_to_rotvec(R: np.ndarray) -> np.ndarray:
             axis = -axis
         return axis / np.linalg.norm(axis) * angle
     return axis_sin / math.sin(angle) * angle
+
+
+def with_nearest_rotation(T: np.ndarray) -> np.ndarray:
+    """4x4 transform whose rotation block is replaced by the nearest rotation (SVD; det +1).
+
+    Chaining float poses drifts off SO(3) (~1e-6 after a few hundred frames), which evo and other tools refuse.
+    """
+    U, _, Vt = np.linalg.svd(T[:3, :3])
+    R = U @ Vt
+    if np.linalg.det(R) < 0:
+        R = U @ np.diag([1.0, 1.0, -1.0]) @ Vt
+    out = np.array(T, dtype=np.float64)
+    out[:3, :3] = R
+    return out

@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Optional
 from bwdp_core.device import DEVICES
 from bwdp_core.frames import OPTICAL_RPY
 from bwdp_core.inference.backends import BACKENDS, describe_backends
+from bwdp_core.inference.ground_scale import MAX_CAMERA_HEIGHT
 
 Check = Callable[[Any], Optional[str]]  # value -> None when fine, else the reason it is rejected
 
@@ -126,6 +127,28 @@ SETTINGS: tuple[Setting, ...] = (
             "lost for that frame; PoseNet learnt motion between nearby frames); 0 = no limit", non_negative),
     Setting("max_speed", 0.0, "faster motion estimates (m/s, after metric_scale) are rejected as tracking lost; "
             "0 = no limit", non_negative),
+    Setting("camera_height", 0.0, "height of the camera above the ground (m): > 0 measures the metric scale from the "
+            "ground plane in every depth map (it replaces metric_scale once the road is seen) and applies it to "
+            "depth, odometry and twist; 0 = off", Number(minimum=0, maximum=MAX_CAMERA_HEIGHT)),
+    Setting("ground_max_tilt", 15.0, "the ground plane's normal may differ this much (deg) from the mount's up "
+            "(vehicle pitch/roll, slopes); with camera_height", Number(minimum=0, exclusive_minimum=True, maximum=60)),
+    Setting("adapt", False, "online self-supervised adaptation: a background worker fine-tunes the networks on the "
+            "incoming frames with the training loss and swaps the weights in without pausing inference", any_bool,
+            True),
+    Setting("adapt_buffer_size", 64, "adapt: recent frames kept for training (network size, only frames that moved "
+            "enough)", Number(minimum=3, integer=True), True),
+    Setting("adapt_steps_per_swap", 20, "adapt: training steps between two hand-overs of the weights to inference",
+            Number(minimum=1, integer=True), True),
+    Setting("adapt_lr", 1.0e-4, "adapt: learning rate (Adam)", Number(minimum=0, exclusive_minimum=True, maximum=1),
+            True),
+    Setting("adapt_share", 0.5, "adapt: fraction of wall time the worker may compute (CPU/GPU share; it also runs "
+            "at a lower OS priority with adapt_threads torch threads)", Number(minimum=0, exclusive_minimum=True,
+                                                                            maximum=1), True),
+    Setting("adapt_min_parallax", 1.0, "adapt: a frame enters the training buffer once the image moved this many "
+            "pixels (network size; estimated translation x focal length / median depth) since the last one kept",
+            non_negative, True),
+    Setting("adapt_threads", 1, "adapt: torch CPU threads of the training worker", Number(minimum=1, integer=True),
+            True),
     Setting("fx", 0.0, "intrinsics fallback when camera_info is missing or unusable (pixels of the incoming "
             "image; 0 = not given, wait for camera_info)", non_negative),
     Setting("fy", 0.0, "intrinsics fallback: focal length y (pixels)", non_negative),

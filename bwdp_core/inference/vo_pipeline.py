@@ -15,10 +15,14 @@ Poses: PoseNet(tgt=current, ref=previous) gives T_{t->r} = T_prev_cur (camera mo
 chain is T_c0_ccur = T_c0_cprev @ T_prev_cur; the robot pose follows through the rigid mount
 (:func:`bwdp_core.frames.camera_motion_to_base`). The odom frame is base_link at the first frame after a reset.
 
-Scale: monocular estimates are up to one unknown global scale; ``metric_scale`` multiplies every translation and every
-depth (the two share the scale). Choose it as (a known distance) / (the same distance in the output), e.g. the
-``scale`` that ``bwdp replay --gt`` prints for a recorded run with ground truth, or camera height / estimated ground
-depth.
+Scale: monocular estimates are up to one unknown global scale; one factor multiplies every translation and every
+depth (the two share the scale). It is ``metric_scale`` (a known distance / the same distance in the output, e.g. the
+``scale`` that ``bwdp replay --gt`` prints), or, with ``camera_height`` > 0, the ground-plane scale measured in every
+depth map and filtered over time (:mod:`bwdp_core.inference.ground_scale`; ``metric_scale`` until the road is seen).
+
+Adaptation: an optional ``weights_provider`` (:mod:`bwdp_core.inference.adaptation`) sees every processed frame and may
+hand over new weights; they are swapped in between two frames, and the depth ratio new / old it reports is divided out
+(``unit_correction``), so depth and odometry stay continuous across a swap.
 """
 from __future__ import annotations
 
@@ -33,10 +37,17 @@ from bwdp_core.checkpoint import load_models
 from bwdp_core.data.sources import as_intrinsics
 from bwdp_core.device import resolve_device
 from bwdp_core.errors import ConfigError, DataError
-from bwdp_core.frames import camera_motion_to_base, rotation_to_rotvec, transform_from_xyz_rpy
+from bwdp_core.frames import (
+    camera_motion_to_base,
+    rotation_to_rotvec,
+    transform_from_xyz_rpy,
+    with_nearest_rotation,
+)
 from bwdp_core.geometry import pose_vec_to_mat
 from bwdp_core.inference import settings
+from bwdp_core.inference.adaptation import AdaptSample, WeightsProvider
 from bwdp_core.inference.backends import optimize_for_inference
+from bwdp_core.inference.ground_scale import GroundScale, GroundScaleConfig, ScaleStatus
 from bwdp_core.inference.preprocess import image_to_tensor
 
 
@@ -67,6 +78,7 @@ class DepthPoseEstimator:
     def __init__(self, checkpoint: str | os.PathLike, device: str = "auto", warmup_iterations: int = 2,
                  num_threads: int = 0, backend: str = "auto"):
         self.device = resolve_device(device)
+        self.num_threads = int(num_threads)
         if num_threads > 0:
             torch.set_num_threads(int(num_threads))
         self.checkpoint = str(checkpoint)
@@ -113,7 +125,8 @@ class DepthPoseEstimator:
 
 # the settings (bwdp_core.inference.settings) that VOConfig holds as they are; T_base_camera is built from
 # camera_xyz + camera_rpy
-VO_SETTINGS = ("metric_scale", "min_depth", "max_depth", "max_frame_gap", "max_speed")
+VO_SETTINGS = ("metric_scale", "min_depth", "max_depth", "max_frame_gap", "max_speed", "camera_height",
+               "ground_max_tilt")
 
 
 def _default_mount() -> np.ndarray:
@@ -129,6 +142,8 @@ class VOConfig:
     max_depth: float = settings.default("max_depth")          # depth above this -> NaN; 0 = no limit
     max_frame_gap: float = settings.default("max_frame_gap")  # s; a longer gap -> no motion estimate (tracking lost)
     max_speed: float = settings.default("max_speed")          # m/s (after metric_scale); faster -> tracking lost
+    camera_height: float = settings.default("camera_height")  # m above the ground; > 0: scale from the ground plane
+    ground_max_tilt: float = settings.default("ground_max_tilt")  # deg between the ground normal and the mount's up
     T_base_camera: np.ndarray = field(default_factory=_default_mount)  # camera mount (camera_xyz, camera_rpy)
 
     @classmethod
@@ -172,7 +187,11 @@ class VOFrame:
     linear_velocity: np.ndarray       # (3,) m/s in base_link (of the current frame)
     angular_velocity: np.ndarray      # (3,) rad/s in base_link
     tracking: str                     # "ok" | "initialising" (first frame after a reset) | "lost"
-    event: Optional[str] = None       # one line worth logging (reset, tracking lost), else None
+    event: Optional[str] = None       # one line worth logging (reset, tracking lost, ground lost), else None
+    scale: float = 1.0                # metres per network unit applied to this frame (metric_scale or ground scale)
+    scale_spread: float = 0.0         # relative spread of the recent ground-plane measurements (0 without)
+    frames_since_ground: int = 0      # frames since the last accepted ground fit (0 without camera_height)
+    weights_version: int = 0          # adapted weights in use (0 = the checkpoint's)
 
     @property
     def tracking_lost(self) -> bool:
@@ -188,10 +207,27 @@ class VisualOdometry:
     vo.reset()                                       # odometry back to identity
     """
 
-    def __init__(self, estimator: DepthPoseEstimator, config: VOConfig | None = None):
+    def __init__(self, estimator: DepthPoseEstimator, config: VOConfig | None = None,
+                 weights_provider: Optional[WeightsProvider] = None):
         self.estimator = estimator
         self.config = (config or VOConfig()).validate()
+        self.weights_provider = weights_provider
+        self.weights_version = 0
+        self.unit_correction = 1.0  # network units of the weights in use -> units of the original weights
+        self.ground = self._make_ground_scale(self.config)
         self.reset()
+
+    @staticmethod
+    def _make_ground_scale(config: VOConfig) -> Optional[GroundScale]:
+        if config.camera_height <= 0:
+            return None
+        cfg = GroundScaleConfig(camera_height=config.camera_height, max_tilt_deg=config.ground_max_tilt)
+        return GroundScale(cfg, config.T_base_camera, initial=config.metric_scale)
+
+    @property
+    def scale_status(self) -> Optional[ScaleStatus]:
+        """The ground-plane scale's state (None without camera_height)."""
+        return None if self.ground is None else self.ground.status
 
     def reset(self) -> None:
         """Forget the previous frame; the next frame starts the odometry at identity."""
@@ -203,11 +239,15 @@ class VisualOdometry:
 
     def update_config(self, **changes) -> None:
         """Change settings between frames (validated first; the old config stays on error)."""
+        old = self.config
         self.config = replace(self.config, **changes).validate()
+        ground_keys = ("camera_height", "ground_max_tilt", "T_base_camera")
+        if any(not np.array_equal(getattr(old, k), getattr(self.config, k)) for k in ground_keys):
+            self.ground = self._make_ground_scale(self.config)
 
-    def _depth_with_invalid_as_nan(self, depth: np.ndarray) -> np.ndarray:
+    def _depth_with_invalid_as_nan(self, depth: np.ndarray, scale: float) -> np.ndarray:
         cfg = self.config
-        depth = depth * np.float32(cfg.metric_scale)
+        depth = depth * np.float32(scale)
         invalid = ~np.isfinite(depth) | (depth <= 0) | (depth < cfg.min_depth)
         if cfg.max_depth > 0:
             invalid |= depth > cfg.max_depth
@@ -215,14 +255,22 @@ class VisualOdometry:
         return depth.astype(np.float32, copy=False)
 
     def _camera_motion(self, x_cur: torch.Tensor, dt: float) -> tuple[Optional[np.ndarray], Optional[str]]:
-        """T_prev_cur (translation x metric_scale), or (None, reason) when the step cannot be trusted."""
+        """T_prev_cur in network units (of the original weights), or (None, reason) when it cannot be computed."""
         cfg = self.config
         if dt > cfg.max_frame_gap > 0:
             return None, f"tracking lost: {dt:.3f} s between frames exceeds max_frame_gap {cfg.max_frame_gap} s"
         T = self.estimator.relative_pose(x_cur, self._prev_tensor)
         if not np.all(np.isfinite(T)):
             return None, "tracking lost: the pose network returned a non-finite motion"
-        T[:3, 3] *= cfg.metric_scale
+        T[:3, 3] *= self.unit_correction
+        return T, None
+
+    def _metric_motion(self, T_units: np.ndarray, scale: float, dt: float) -> tuple[Optional[np.ndarray],
+                                                                                   Optional[str]]:
+        """T_prev_cur with its translation in metres, or (None, reason) when it is faster than max_speed."""
+        cfg = self.config
+        T = T_units.copy()
+        T[:3, 3] *= scale
         if cfg.max_speed > 0 and dt > 0 and np.linalg.norm(T[:3, 3]) / dt > cfg.max_speed:
             speed = np.linalg.norm(T[:3, 3]) / dt
             return None, f"tracking lost: estimated speed {speed:.2f} m/s exceeds max_speed {cfg.max_speed} m/s"
@@ -244,28 +292,56 @@ class VisualOdometry:
                      "(bag loop or clock jump)")
             self.reset()
 
-        depth = self._depth_with_invalid_as_nan(self.estimator.depth(x_cur))
-        K_depth = scale_intrinsics_to(K, image_rgb.shape[:2], depth.shape)
+        self._take_new_weights()
+        depth_units = self.estimator.depth(x_cur) * np.float32(self.unit_correction)
+        K_depth = scale_intrinsics_to(K, image_rgb.shape[:2], depth_units.shape)
+        scale, spread, since_ground = self.config.metric_scale, 0.0, 0
+        if self.ground is not None:
+            status = self.ground.update(depth_units, K_depth)
+            scale, spread, since_ground = status.scale, status.spread, status.frames_since_good
+            event = event or status.event
+        depth = self._depth_with_invalid_as_nan(depth_units, scale)
         zero = np.zeros(3)
         linear, angular = zero, zero
+        T_units = None
         if self._prev_tensor is None:
             tracking = TRACKING_INIT
         else:
             dt = (stamp_ns - self._prev_stamp_ns) / 1e9
-            T_cam, reason = self._camera_motion(x_cur, dt)
+            T_units, reason = self._camera_motion(x_cur, dt)
+            T_cam = None
+            if T_units is not None:
+                T_cam, reason = self._metric_motion(T_units, scale, dt)
             if T_cam is None:
                 tracking, event = TRACKING_LOST, event or reason
             else:
                 tracking = TRACKING_OK
                 T_base = camera_motion_to_base(T_cam, self.config.T_base_camera)
-                self.T_start_camera = self.T_start_camera @ T_cam
-                self.T_odom_base = self.T_odom_base @ T_base
+                # chained float poses drift off SO(3); keep them rotations (tools such as evo refuse the others)
+                self.T_start_camera = with_nearest_rotation(self.T_start_camera @ T_cam)
+                self.T_odom_base = with_nearest_rotation(self.T_odom_base @ T_base)
                 if dt > 0:
                     linear = T_base[:3, 3] / dt
                     angular = rotation_to_rotvec(T_base[:3, :3]) / dt
         self._prev_tensor, self._prev_stamp_ns = x_cur, stamp_ns
         self.frames_since_reset += 1
+        if self.weights_provider is not None:
+            valid = depth_units[np.isfinite(depth_units) & (depth_units > 0)]
+            self.weights_provider.observe(AdaptSample(
+                image=x_cur, K=K_depth, stamp_ns=stamp_ns, tracking=tracking,
+                T_prev_cur=T_units if tracking == TRACKING_OK else None,
+                median_depth=float(np.median(valid)) if valid.size else float("nan")))
         return VOFrame(stamp_ns=stamp_ns, depth=depth, K_depth=K_depth, T_odom_base=self.T_odom_base.copy(),
                        T_start_camera=self.T_start_camera.copy(), linear_velocity=np.array(linear),
-                       angular_velocity=np.array(angular), tracking=tracking, event=event)
+                       angular_velocity=np.array(angular), tracking=tracking, event=event, scale=float(scale),
+                       scale_spread=spread, frames_since_ground=since_ground, weights_version=self.weights_version)
+
+    def _take_new_weights(self) -> None:
+        """Swap in weights the provider has ready (one reference assignment; never waits for training)."""
+        update = self.weights_provider.take_update() if self.weights_provider is not None else None
+        if update is None:
+            return
+        self.estimator.runner = update.runner
+        self.unit_correction /= float(update.depth_ratio)
+        self.weights_version = update.version
 

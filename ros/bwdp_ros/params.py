@@ -19,6 +19,7 @@ from bwdp_core.inference.settings import (
     Number,
     Setting,
     any_bool,
+    any_string,
     non_negative,
     non_negative_int,
     one_of,
@@ -78,6 +79,10 @@ NODE_SPECS: tuple[ParamSpec, ...] = (
               "odom twist covariance diagonal (vx vy vz wx wy wz; (m/s)^2, (rad/s)^2) while tracking", vector(6, 0.0)),
     ParamSpec("lost_covariance", 1.0e6, "twist covariance diagonal of frames without a motion estimate (the first "
               "after a reset, lost ones); the pose covariance integrates it", positive),
+    ParamSpec("save_on_shutdown", False, "with adapt: write the adapted weights to save_model_path when the node "
+              "shuts down", any_bool),
+    ParamSpec("save_model_path", "", "where ~/save_model and save_on_shutdown write the adapted weights; empty = "
+              "<checkpoint>_adapted.pt next to the checkpoint", any_string),
     ParamSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages (diagnostic_msgs/DiagnosticArray)",
               positive),
     ParamSpec("log_summary_period", 30.0, "seconds between summary log lines while frames flow (none when idle); "
@@ -110,3 +115,12 @@ def check_all(values: dict[str, Any]) -> list[str]:
 def covariance_matrix(diagonal) -> list[float]:
     """6 variances -> the 36 row-major entries of a ROS covariance field."""
     return np.diag(np.asarray(diagonal, dtype=np.float64)).reshape(36).tolist()
+
+
+def adapted_model_path(values: dict[str, Any]) -> str:
+    """save_model_path, or <checkpoint without .pt>_adapted.pt when it is empty."""
+    if values["save_model_path"]:
+        return values["save_model_path"]
+    checkpoint = values["checkpoint"]
+    stem = checkpoint[:-3] if checkpoint.endswith(".pt") else checkpoint
+    return f"{stem}_adapted.pt"

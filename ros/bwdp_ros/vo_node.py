@@ -16,6 +16,10 @@ Topics (relative names, remap them):
        from the twist covariance), path (publish_path), /tf (odom -> base_link, publish_tf), /tf_static (the mount,
        only with publish_camera_tf and only for a frame nobody else parents), /diagnostics (DiagnosticArray)
   srv  ~/reset (std_srvs/Trigger): odometry back to identity; the lifecycle services (~/change_state, ~/get_state, ...)
+       ~/save_model (std_srvs/Trigger): with adapt, write the adapted weights (save_model_path) as a bwdp checkpoint
+
+Metric scale (camera_height) and online adaptation (adapt) are bwdp_core's (vo_pipeline's ground scale, train.adapt's
+worker, which the pipeline takes as its weights provider); the node only passes the parameters and reports their status.
 
 Design: the subscription callback only stores the newest frame (``LatestFrameSlot``; an overwritten frame counts as
 dropped); one inference thread takes the newest frame and runs the processing path `bwdp replay` runs too: decode
@@ -53,9 +57,10 @@ from bwdp_core.inference.odometry_covariance import OdometryCovariance
 from bwdp_core.inference.point_cloud import depth_cloud
 from bwdp_core.inference.settings import Number
 from bwdp_core.inference.vo_pipeline import DepthPoseEstimator, VisualOdometry, VOConfig
+from bwdp_core.train.adapt import AdaptConfig, Adapter
 from bwdp_ros import conversions as conv
 from bwdp_ros.mount import CameraMount, TFMessage
-from bwdp_ros.params import SPEC_BY_NAME, SPECS, check_all
+from bwdp_ros.params import SPEC_BY_NAME, SPECS, adapted_model_path, check_all
 from bwdp_ros.runtime import (
     LEVEL_NAMES,
     OK,
@@ -132,6 +137,7 @@ class VoNode(LifecycleNode):
         self.window = DiagnosticsWindow()
         self.processed = 0
         self.vo: Optional[VisualOdometry] = None
+        self.adapter: Optional[Adapter] = None  # online adaptation (adapt), created at configure
         self._vo_lock = threading.Lock()  # the VO state, its covariance and the path: inference thread vs ~/reset
         self.mount: Optional[CameraMount] = None
         self._active = False
@@ -226,12 +232,19 @@ class VoNode(LifecycleNode):
             raise StartupError("tf2_msgs is not importable: install ros-<distro>-tf2-msgs (or run `bash "
                                "scripts/build_tf2_msgs.sh .venv` for pip-installed ROS); the node reads the camera "
                                "mount from TF")
-        self.vo = VisualOdometry(self._load_estimator(), VOConfig.from_settings(self.params))
+        estimator = self._load_estimator()
+        try:
+            self.adapter = (Adapter(self.params["checkpoint"], estimator, AdaptConfig.from_settings(self.params))
+                            if self.params["adapt"] else None)
+        except BwdpError as err:
+            raise StartupError(str(err)) from None
+        self.vo = VisualOdometry(estimator, VOConfig.from_settings(self.params), weights_provider=self.adapter)
         self.intrinsics = IntrinsicsPicker(self._fallback_intrinsics())
         self.covariance = OdometryCovariance(*self._covariance_model())
         self._create_publishers()
         self._check_qos_overrides()
         self._reset_service = self.create_service(Trigger, "~/reset", self._on_reset)
+        self._save_service = self.create_service(Trigger, "~/save_model", self._on_save_model)
 
     def _load_estimator(self) -> DepthPoseEstimator:
         p = self.params
@@ -283,6 +296,8 @@ class VoNode(LifecycleNode):
         self.slot.open()
         self._worker = threading.Thread(target=self._inference_loop, name="vo_inference", daemon=True)
         self._worker.start()
+        if self.adapter is not None:
+            self.adapter.start()
         self._active = True
         estimator = self.vo.estimator
         self.get_logger().info(
@@ -312,6 +327,8 @@ class VoNode(LifecycleNode):
         if self._worker is not None and self._worker.is_alive():
             self._worker.join(timeout=5.0)
         self._worker = None
+        if self.adapter is not None:
+            self.adapter.stop()
         for sub in self._subscriptions_active:
             self.destroy_subscription(sub)
         self._subscriptions_active = []
@@ -323,10 +340,12 @@ class VoNode(LifecycleNode):
         for pub in self._outputs.values():
             self.destroy_lifecycle_publisher(pub)
         self._outputs = {}
-        if getattr(self, "_reset_service", None) is not None:
-            self.destroy_service(self._reset_service)
-            self._reset_service = None
+        for name in ("_reset_service", "_save_service"):
+            if getattr(self, name, None) is not None:
+                self.destroy_service(getattr(self, name))
+                setattr(self, name, None)
         self.vo = None
+        self.adapter = None
         self._camera_info = None
         self._geometry_checked = set()
 
@@ -470,6 +489,16 @@ class VoNode(LifecycleNode):
             status = getattr(self.vo, "status", None)
             if callable(status):
                 fields.update(status())
+            scale = self.vo.scale_status
+            if scale is not None:
+                fields["metric scale"] = f"{scale.scale:.4f}"
+                fields["metric scale spread"] = f"{scale.spread:.3f}"
+                fields["frames since the last ground fit"] = scale.frames_since_good
+        if self.adapter is not None and self.adapter.status is not None:
+            adapt, buffer = self.adapter.status, self.adapter.buffer
+            fields["adaptation"] = (f"{adapt.steps} steps, {adapt.swaps} swaps, {adapt.rollbacks} roll-backs, "
+                                    f"loss {adapt.mean_loss:.4f}, buffer {len(buffer.frames)} (kept {buffer.kept} "
+                                    f"of {buffer.seen}){', ' + adapt.paused if adapt.paused else ''}")
         for name in _DIAGNOSTIC_FRAME_FIELDS:
             value = getattr(self._last_frame, name, None)
             if value is not None:
@@ -505,8 +534,32 @@ class VoNode(LifecycleNode):
                     f"diagnostics: processed {self.processed}, received {self.slot.received}, dropped "
                     f"{self.slot.dropped} (newer frame arrived), rejected {self.reject.total}; {latency}")
 
+    # ------------------------------------------------------------------------------------------------- adaptation
+    def _save_adapted(self) -> str:
+        """Write the adapted weights to save_model_path (atomic); returns the path (BwdpError/OSError on failure)."""
+        return self.adapter.save(adapted_model_path(self.params))
+
+    def _on_save_model(self, request, response):
+        if self.adapter is None:
+            response.success, response.message = False, "adapt is off: the weights are the checkpoint's"
+            return response
+        try:
+            path = self._save_adapted()
+        except (BwdpError, OSError) as err:
+            response.success, response.message = False, f"cannot save the adapted model: {err}"
+            self.get_logger().error(response.message)
+            return response
+        response.success, response.message = True, path
+        self.get_logger().info(f"adapted model saved to {path} (~/save_model)")
+        return response
+
     def close(self) -> None:
         self._stop_processing()
+        if self.adapter is not None and self.params["save_on_shutdown"]:
+            try:
+                self.get_logger().info(f"adapted model saved to {self._save_adapted()} (save_on_shutdown)")
+            except (BwdpError, OSError) as err:
+                self.get_logger().error(f"cannot save the adapted model on shutdown: {err}")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

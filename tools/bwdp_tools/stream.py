@@ -248,6 +248,10 @@ class VoStreamClient:
         """Call the node's ~/reset (std_srvs/Trigger); returns the response."""
         return self._call(Trigger, f"/{self.target.lstrip('/')}/reset", Trigger.Request(), timeout)
 
+    def save_model(self, timeout: float = 60.0):
+        """Call the node's ~/save_model (std_srvs/Trigger; with adapt); returns the response (message = the path)."""
+        return self._call(Trigger, f"/{self.target.lstrip('/')}/save_model", Trigger.Request(), timeout)
+
     def set_parameters(self, values: dict, timeout: float = 10.0) -> list:
         """Set node parameters through its set_parameters service; returns the SetParametersResult list."""
         request = SetParameters.Request()
