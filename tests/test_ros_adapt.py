@@ -33,7 +33,7 @@ def test_node_keeps_publishing_while_adapting_and_saves_the_model(tmp_path, caps
     params = {"device": "cpu", "warmup_iterations": 0, "num_threads": 1, "inference_backend": "eager",
               "adapt": True, "adapt_steps_per_swap": 2, "adapt_min_parallax": 0.0, "adapt_share": 1.0,
               "camera_height": 1.6,
-              "save_model_path": str(saved), "diagnostics_period": 1.0}
+              "save_model_path": str(saved), "diagnostics_period": 1.0, "log_summary_period": 1.0}
     domain = pick_domain_id("test_ros_adapt")
     node = VoNodeProcess(ckpt, domain, params=params, params_file=ROOT / "ros" / "config" / "vo.yaml",
                          log_path=tmp_path / "node.log")
@@ -60,12 +60,12 @@ def test_node_keeps_publishing_while_adapting_and_saves_the_model(tmp_path, caps
             sent_count += 1
             answered += client.wait_for(lambda s=sent: any(stamp_to_ns(m.header.stamp) == s for _, m in client.odom),
                                         30)
-            swaps = [int(n) for n in re.findall(r"adapt: \d+ steps, (\d+) swaps", node.output)]
+            swaps = [int(n) for _, n in re.findall(r"adaptation (\d+) steps, (\d+) swaps", node.output)]
             if swaps and swaps[-1] >= 1 and sent_count >= 12:
                 break
         assert answered == sent_count, f"odometry missing while adapting:\n{node.output[-3000:]}"
         assert swaps and swaps[-1] >= 1, node.output[-3000:]
-        assert "scale " in node.output
+        assert "metric scale " in node.output
         response = client.save_model()
         assert response.success, response.message
         assert response.message == str(saved)

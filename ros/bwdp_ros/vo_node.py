@@ -530,9 +530,11 @@ class VoNode(LifecycleNode):
                 latency = (f"latency p50 {p50 * 1e3:.0f} ms p95 {p95 * 1e3:.0f} ms over {count}"
                            if abs(p50) <= STAMP_AGE_LIMIT_S else
                            f"stamp latency n/a: image stamps {p50:.3g} s off this clock (recorded stamps?)")
+                fields = self._status_fields()
+                extra = "".join(f"; {name} {fields[name]}" for name in ("metric scale", "adaptation") if name in fields)
                 self.get_logger().info(
                     f"diagnostics: processed {self.processed}, received {self.slot.received}, dropped "
-                    f"{self.slot.dropped} (newer frame arrived), rejected {self.reject.total}; {latency}")
+                    f"{self.slot.dropped} (newer frame arrived), rejected {self.reject.total}; {latency}{extra}")
 
     # ------------------------------------------------------------------------------------------------- adaptation
     def _save_adapted(self) -> str:
