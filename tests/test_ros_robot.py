@@ -164,3 +164,29 @@ def test_the_tf2_ros_buffer_path_over_dds(checkpoint, tmp_path):
             odoms = _stream_until_odometry(client, node, stamps, 2)
             assert odoms[1].pose.pose.position.y == pytest.approx(STEP, abs=1e-5)
             assert "tf2_ros buffer" in node.output
+
+
+def test_a_parent_that_appears_later_withdraws_the_published_mount(checkpoint, tmp_path):
+    domain = pick_domain_id("robot_late_parent")
+    params = {"device": "cpu", "warmup_iterations": 0, "num_threads": 1, "publish_camera_tf": True}
+    stamps = Stamps()
+    with VoStreamClient(domain) as client, \
+            VoNodeProcess(checkpoint, domain, params=params, log_path=tmp_path / "node.log") as node:
+        node.wait_ready(120)
+        assert client.wait_for_node(30)
+        odoms = _stream_until_odometry(client, node, stamps, 2)
+        assert odoms[1].pose.pose.position.x == pytest.approx(STEP, abs=1e-5)     # its own mount: optical ahead
+        assert client.wait_for(lambda: _node_mounts(client) == [("base_link", FRAME)], 10)
+        _robot_tf_static(client, stamps.ns)        # now the robot's URDF comes up and parents the same frame
+        assert client.wait_for(lambda: "withdrawn from /tf_static" in node.output, 30), node.output[-3000:]
+        # the node replaced its latched mount by an empty message (late joiners get only the robot's) ...
+        assert client.wait_for(lambda: any(not m.transforms for _, m in client.tf_static), 10)
+        # ... and reads the robot's mount from now on
+        odoms = _stream_until_odometry(client, node, stamps, 2)
+        assert odoms[1].pose.pose.position.y == pytest.approx(STEP, abs=1e-5)
+        assert len([line for line in node.output.splitlines() if "[ERROR]" in line]) == 1
+
+
+def _node_mounts(client):
+    return [(t.header.frame_id, t.child_frame_id) for _, m in client.tf_static for t in m.transforms
+            if t.child_frame_id == FRAME and t.header.frame_id == "base_link"]
