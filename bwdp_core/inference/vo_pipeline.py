@@ -65,7 +65,8 @@ class DepthPoseEstimator:
     """
 
     def __init__(self, checkpoint: str | os.PathLike, device: str = "auto", warmup_iterations: int = 2,
-                 num_threads: int = 0, backend: str = "auto"):
+                 num_threads: int = 0, backend: str = "auto", int8_dir: str | os.PathLike | None = None,
+                 depth_threads: int = 0):
         self.device = resolve_device(device)
         if num_threads > 0:
             torch.set_num_threads(int(num_threads))
@@ -75,7 +76,9 @@ class DepthPoseEstimator:
         # backend "auto": see bwdp_core.inference.backends (AUTO_ON_CPU / AUTO_ON_GPU, resolve_backend)
         self.runner = optimize_for_inference(disp_net.eval(), pose_net.eval(), self.height, self.width,
                                              backend=backend, device=self.device,
-                                             num_threads=num_threads if num_threads > 0 else None)
+                                             num_threads=num_threads if num_threads > 0 else None,
+                                             depth_threads=depth_threads if depth_threads > 0 else None,
+                                             int8_dir=int8_dir or None)
         self.backend = self.runner.backend
         self.warmup(warmup_iterations)
 
@@ -163,8 +166,8 @@ class VOFrame:
     """Everything one processed frame yields. Poses 4x4 float64; velocities in base_link axes."""
 
     stamp_ns: int
-    depth: np.ndarray                 # float32 [h,w] (x metric_scale), NaN where invalid; optical frame of the image
-    K_depth: np.ndarray               # 3x3 intrinsics of `depth`
+    depth: Optional[np.ndarray]       # float32 [h,w] (x metric_scale), NaN where invalid; optical frame of the image
+    K_depth: Optional[np.ndarray]     # 3x3 intrinsics of `depth` (both None when process(with_depth=False))
     T_odom_base: np.ndarray           # robot pose in odom (odom = base_link at the first frame after a reset)
     T_start_camera: np.ndarray        # camera pose w.r.t. the first camera after a reset (optical axes)
     linear_velocity: np.ndarray       # (3,) m/s in base_link (of the current frame)
@@ -194,6 +197,7 @@ class VisualOdometry:
     def reset(self) -> None:
         """Forget the previous frame; the next frame starts the odometry at identity."""
         self._prev_tensor: Optional[torch.Tensor] = None
+        self.last_input: Optional[torch.Tensor] = None
         self._prev_stamp_ns: Optional[int] = None
         self.T_start_camera = np.eye(4)
         self.T_odom_base = np.eye(4)
@@ -226,8 +230,18 @@ class VisualOdometry:
             return None, f"tracking lost: estimated speed {speed:.2f} m/s exceeds max_speed {cfg.max_speed} m/s"
         return T, None
 
-    def process(self, image_rgb: np.ndarray, K: np.ndarray, stamp_ns: int) -> VOFrame:
+    def depth_frame(self, x: torch.Tensor, K: np.ndarray, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """DispNet on a network input ``x`` [1,3,h,w] of an image of size ``image_hw`` with intrinsics ``K`` ->
+        (depth float32 [h,w] x metric_scale, NaN where invalid; its 3x3 K). Thread-safe against :meth:`process`:
+        bwdp_core.inference.scheduling runs it in a thread of its own."""
+        depth = self._depth_with_invalid_as_nan(self.estimator.depth(x))
+        return depth, scale_intrinsics_to(K, image_hw, depth.shape)
+
+    def process(self, image_rgb: np.ndarray, K: np.ndarray, stamp_ns: int, with_depth: bool = True) -> VOFrame:
         """One frame: uint8 RGB [H,W,3], its 3x3 intrinsics, its stamp (int ns) -> :class:`VOFrame`.
+
+        ``with_depth=False``: PoseNet only (the frame's depth and K_depth are None); the network input stays in
+        ``last_input`` for a later :meth:`depth_frame`.
 
         Raises DataError for an unusable image or K (the state is unchanged then). K follows the one camera-matrix
         rule (:mod:`bwdp_core.inference.intrinsics`, whose picker gives the node and `bwdp replay` their K).
@@ -235,6 +249,7 @@ class VisualOdometry:
         K = as_intrinsics(K, "the frame's camera matrix")
         stamp_ns = int(stamp_ns)
         x_cur = self.estimator.to_tensor(image_rgb)  # validates the image
+        self.last_input = x_cur
 
         event = None
         if self._prev_stamp_ns is not None and stamp_ns < self._prev_stamp_ns:
@@ -242,8 +257,7 @@ class VisualOdometry:
                      "(bag loop or clock jump)")
             self.reset()
 
-        depth = self._depth_with_invalid_as_nan(self.estimator.depth(x_cur))
-        K_depth = scale_intrinsics_to(K, image_rgb.shape[:2], depth.shape)
+        depth, K_depth = self.depth_frame(x_cur, K, image_rgb.shape[:2]) if with_depth else (None, None)
         zero = np.zeros(3)
         linear, angular = zero, zero
         if self._prev_tensor is None:
