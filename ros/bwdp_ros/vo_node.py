@@ -37,6 +37,7 @@ from std_srvs.srv import Trigger
 
 from bwdp_core.errors import BwdpError, DataError
 from bwdp_core.inference.intrinsics import IntrinsicsPicker, camera_info_intrinsics, parameter_intrinsics
+from bwdp_core.inference.scheduling import DepthSchedule, ScheduledOdometry
 from bwdp_core.inference.vo_pipeline import DepthPoseEstimator, VisualOdometry, VOConfig
 from bwdp_ros import conversions as conv
 from bwdp_ros.params import SPEC_BY_NAME, SPECS, check_all, covariance_matrix
@@ -82,7 +83,9 @@ class VoNode(Node):
             estimator = DepthPoseEstimator(self.params["checkpoint"], device=self.params["device"],
                                            warmup_iterations=self.params["warmup_iterations"],
                                            num_threads=self.params["num_threads"],
-                                           backend=self.params["inference_backend"])
+                                           backend=self.params["inference_backend"],
+                                           int8_dir=self.params["int8_model_dir"],
+                                           depth_threads=self.params["depth_threads"])
         except BwdpError as err:
             raise StartupError(str(err)) from None
         except Exception as err:  # e.g. a torch error while tracing the networks: still one line, no traceback
@@ -90,6 +93,9 @@ class VoNode(Node):
                                f"{type(err).__name__}: {err}") from None
         self.vo = VisualOdometry(estimator, VOConfig.from_settings(self.params))
         self._vo_lock = threading.Lock()
+        # PoseNet on every frame in the inference thread, DispNet on scheduled frames in a depth thread of its own
+        self.scheduled = ScheduledOdometry(self.vo, self._depth_schedule(), self._publish_depth,
+                                           on_error=self._on_depth_error)
         self.intrinsics = IntrinsicsPicker(self._fallback_intrinsics())
         self._covariances = self._covariance_fields()
 
@@ -176,6 +182,7 @@ class VoNode(Node):
         if reasons:
             return SetParametersResult(successful=False, reason="; ".join(reasons))
         self.params.update(changes)
+        self.scheduled.schedule = self._depth_schedule()
         with self._vo_lock:
             self.vo.update_config(**{k: v for k, v in vars(VOConfig.from_settings(self.params)).items()
                                      if k != "T_base_camera"})
@@ -229,7 +236,8 @@ class VoNode(Node):
         missing = f"{self._camera_info_error or self._no_camera_info}; waiting (or set the fx, fy, cx, cy parameters)"
         K = self.intrinsics.pick(rgb.shape[:2], camera, missing)
         with self._vo_lock:
-            frame = self.vo.process(rgb, K, conv.stamp_to_ns(msg.header.stamp))
+            frame = self.scheduled.process(rgb, K, conv.stamp_to_ns(msg.header.stamp), self._depth_subscribed(),
+                                           context=(msg.header, info))
             if frame.event and frame.tracking == "initialising":
                 self._path.poses = []
         if frame.event:
@@ -242,8 +250,6 @@ class VoNode(Node):
             self._camera_frame = self._camera_frame or header.frame_id or DEFAULT_CAMERA_FRAME
             self._send_camera_tf()
 
-        self.pub_depth.publish(conv.depth_to_image(frame.depth, header))
-        self.pub_depth_info.publish(conv.depth_camera_info(frame.K_depth, frame.depth.shape, header, info))
         p = self.params
         pose_cov, twist_cov = self._covariances[frame.tracking_lost]
         odom = conv.odometry_msg(frame.T_odom_base, frame.linear_velocity, frame.angular_velocity, stamp,
@@ -260,6 +266,21 @@ class VoNode(Node):
             if p["path_max_length"] and len(self._path.poses) > p["path_max_length"]:
                 del self._path.poses[: len(self._path.poses) - p["path_max_length"]]
             self.pub_path.publish(self._path)
+
+    def _depth_schedule(self) -> DepthSchedule:
+        return DepthSchedule(self.params["depth_every_n"], self.params["depth_when_subscribed"])
+
+    def _depth_subscribed(self) -> bool:
+        return self.pub_depth.get_subscription_count() + self.pub_depth_info.get_subscription_count() > 0
+
+    def _publish_depth(self, result, job) -> None:
+        """Depth thread: one depth image and its camera_info, with the header of the frame it was computed from."""
+        header, info = job.context
+        self.pub_depth.publish(conv.depth_to_image(result.depth, header))
+        self.pub_depth_info.publish(conv.depth_camera_info(result.K_depth, result.depth.shape, header, info))
+
+    def _on_depth_error(self, err: BaseException) -> None:
+        self.reject("depth", f"depth frame skipped after an unexpected {type(err).__name__}: {err}")
 
     def _send_camera_tf(self) -> None:
         if not self.params["publish_camera_tf"] or TFMessage is None:
@@ -284,6 +305,7 @@ class VoNode(Node):
         self.slot.close()
         if self._worker.is_alive():
             self._worker.join(timeout=5.0)
+        self.scheduled.close()
 
 
 def main(argv: Optional[list[str]] = None) -> int:
