@@ -113,6 +113,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("inference_backend", "auto", f"network runtime: {describe_backends()}", one_of(*BACKENDS), True),
     Setting("num_threads", 0, "torch CPU threads (0 = torch's default)", non_negative_int, True),
     Setting("warmup_iterations", 2, "network runs on a blank frame before the first real one", non_negative_int, True),
+    Setting("int8_model_dir", "", "folder written by `bwdp export --format onnx --int8` from this checkpoint; "
+            "required by inference_backend onnxruntime_int8 (approximate: see bench/int8_accuracy.py)", any_string,
+            True),
+    Setting("depth_every_n", 1, "DispNet on every n-th processed frame (PoseNet runs on all of them; depth in a "
+            "thread of its own, so a depth pass never delays odometry)", Number(minimum=1, integer=True)),
+    Setting("depth_when_subscribed", True, "run DispNet only while something subscribes to depth or "
+            "depth/camera_info", any_bool),
+    Setting("depth_threads", 1, "ONNX Runtime threads of the depth network (1 = in the lower-priority depth "
+            "thread itself; 0 = as num_threads)", non_negative_int, True),
     Setting("camera_xyz", [0.0, 0.0, 0.0], "camera optical frame origin in base_link (m)", vector(3), True),
     Setting("camera_rpy", [OPTICAL_RPY[0], OPTICAL_RPY[1], OPTICAL_RPY[2]],
             "camera optical frame orientation in base_link, roll pitch yaw (rad, fixed axes); the default is "
@@ -194,6 +203,9 @@ def check_across(values: Mapping[str, Any]) -> list[str]:
     fxy = [merged[k] for k in ("fx", "fy")]
     if any(fxy) and not all(fxy):
         reasons.append("give both fx and fy (> 0) or neither")
+    if merged["inference_backend"] == "onnxruntime_int8" and not merged["int8_model_dir"]:
+        reasons.append("inference_backend onnxruntime_int8 needs int8_model_dir (the folder of `bwdp export "
+                       "--format onnx --int8 --calibration SOURCE`)")
     return reasons
 
 

@@ -27,6 +27,7 @@ hand over new weights; they are swapped in between two frames, and the depth rat
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Optional
 
@@ -76,7 +77,8 @@ class DepthPoseEstimator:
     """
 
     def __init__(self, checkpoint: str | os.PathLike, device: str = "auto", warmup_iterations: int = 2,
-                 num_threads: int = 0, backend: str = "auto"):
+                 num_threads: int = 0, backend: str = "auto", int8_dir: str | os.PathLike | None = None,
+                 depth_threads: int = 0):
         self.device = resolve_device(device)
         self.num_threads = int(num_threads)
         if num_threads > 0:
@@ -89,7 +91,9 @@ class DepthPoseEstimator:
         # backend "auto": see bwdp_core.inference.backends (AUTO_ON_CPU / AUTO_ON_GPU, resolve_backend)
         self.runner = optimize_for_inference(disp_net.eval(), pose_net.eval(), self.height, self.width,
                                              backend=backend, device=self.device,
-                                             num_threads=num_threads if num_threads > 0 else None)
+                                             num_threads=num_threads if num_threads > 0 else None,
+                                             depth_threads=depth_threads if depth_threads > 0 else None,
+                                             int8_dir=int8_dir or None)
         self.backend = self.runner.backend
         self.warmup(warmup_iterations)
 
@@ -180,8 +184,8 @@ class VOFrame:
     """Everything one processed frame yields. Poses 4x4 float64; velocities in base_link axes."""
 
     stamp_ns: int
-    depth: np.ndarray                 # float32 [h,w] (x metric_scale), NaN where invalid; optical frame of the image
-    K_depth: np.ndarray               # 3x3 intrinsics of `depth`
+    depth: Optional[np.ndarray]       # float32 [h,w] (x metric_scale), NaN where invalid; optical frame of the image
+    K_depth: Optional[np.ndarray]     # 3x3 intrinsics of `depth` (both None when process(with_depth=False))
     T_odom_base: np.ndarray           # robot pose in odom (odom = base_link at the first frame after a reset)
     T_start_camera: np.ndarray        # camera pose w.r.t. the first camera after a reset (optical axes)
     linear_velocity: np.ndarray       # (3,) m/s in base_link (of the current frame)
@@ -215,6 +219,9 @@ class VisualOdometry:
         self.weights_version = 0
         self.unit_correction = 1.0  # network units of the weights in use -> units of the original weights
         self.ground = self._make_ground_scale(self.config)
+        self._scale_lock = threading.Lock()
+        self._last_scale: Optional[ScaleStatus] = None  # the newest ground fit (PoseNet-only frames use it)
+        self._last_median_depth = float("nan")  # network units, of the newest depth frame (for adaptation)
         self.reset()
 
     @staticmethod
@@ -232,6 +239,7 @@ class VisualOdometry:
     def reset(self) -> None:
         """Forget the previous frame; the next frame starts the odometry at identity."""
         self._prev_tensor: Optional[torch.Tensor] = None
+        self.last_input: Optional[torch.Tensor] = None
         self._prev_stamp_ns: Optional[int] = None
         self.T_start_camera = np.eye(4)
         self.T_odom_base = np.eye(4)
@@ -244,6 +252,7 @@ class VisualOdometry:
         ground_keys = ("camera_height", "ground_max_tilt", "T_base_camera")
         if any(not np.array_equal(getattr(old, k), getattr(self.config, k)) for k in ground_keys):
             self.ground = self._make_ground_scale(self.config)
+            self._last_scale = None
 
     def _depth_with_invalid_as_nan(self, depth: np.ndarray, scale: float) -> np.ndarray:
         cfg = self.config
@@ -276,8 +285,32 @@ class VisualOdometry:
             return None, f"tracking lost: estimated speed {speed:.2f} m/s exceeds max_speed {cfg.max_speed} m/s"
         return T, None
 
-    def process(self, image_rgb: np.ndarray, K: np.ndarray, stamp_ns: int) -> VOFrame:
+    def depth_frame(self, x: torch.Tensor, K: np.ndarray, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """DispNet on a network input ``x`` [1,3,h,w] of an image of size ``image_hw`` with intrinsics ``K`` ->
+        (depth float32 [h,w] x the scale, NaN where invalid; its 3x3 K). Thread-safe against :meth:`process`:
+        bwdp_core.inference.scheduling runs it in a thread of its own; with camera_height it also updates the
+        ground-plane scale (under a lock)."""
+        depth, K_depth, _, _ = self._depth_and_scale(x, K, image_hw)
+        return depth, K_depth
+
+    def _depth_and_scale(self, x: torch.Tensor, K: np.ndarray, image_hw: tuple[int, int]):
+        """(depth x scale with NaN invalid, K_depth, depth in network units, ScaleStatus or None) for input ``x``."""
+        depth_units = self.estimator.depth(x) * np.float32(self.unit_correction)
+        K_depth = scale_intrinsics_to(K, image_hw, depth_units.shape)
+        valid = depth_units[np.isfinite(depth_units) & (depth_units > 0)]
+        self._last_median_depth = float(np.median(valid)) if valid.size else float("nan")
+        status = None
+        if self.ground is not None:
+            with self._scale_lock:
+                status = self._last_scale = self.ground.update(depth_units, K_depth)
+        scale = status.scale if status is not None else self.config.metric_scale
+        return self._depth_with_invalid_as_nan(depth_units, scale), K_depth, depth_units, status
+
+    def process(self, image_rgb: np.ndarray, K: np.ndarray, stamp_ns: int, with_depth: bool = True) -> VOFrame:
         """One frame: uint8 RGB [H,W,3], its 3x3 intrinsics, its stamp (int ns) -> :class:`VOFrame`.
+
+        ``with_depth=False``: PoseNet only (the frame's depth and K_depth are None); the network input stays in
+        ``last_input`` for a later :meth:`depth_frame`.
 
         Raises DataError for an unusable image or K (the state is unchanged then). K follows the one camera-matrix
         rule (:mod:`bwdp_core.inference.intrinsics`, whose picker gives the node and `bwdp replay` their K).
@@ -285,6 +318,7 @@ class VisualOdometry:
         K = as_intrinsics(K, "the frame's camera matrix")
         stamp_ns = int(stamp_ns)
         x_cur = self.estimator.to_tensor(image_rgb)  # validates the image
+        self.last_input = x_cur
 
         event = None
         if self._prev_stamp_ns is not None and stamp_ns < self._prev_stamp_ns:
@@ -293,14 +327,14 @@ class VisualOdometry:
             self.reset()
 
         self._take_new_weights()
-        depth_units = self.estimator.depth(x_cur) * np.float32(self.unit_correction)
-        K_depth = scale_intrinsics_to(K, image_rgb.shape[:2], depth_units.shape)
-        scale, spread, since_ground = self.config.metric_scale, 0.0, 0
-        if self.ground is not None:
-            status = self.ground.update(depth_units, K_depth)
-            scale, spread, since_ground = status.scale, status.spread, status.frames_since_good
-            event = event or status.event
-        depth = self._depth_with_invalid_as_nan(depth_units, scale)
+        if with_depth:
+            depth, K_depth, _, status = self._depth_and_scale(x_cur, K, image_rgb.shape[:2])
+            event = event or (status.event if status is not None else None)
+        else:  # PoseNet only: the scale of the last depth frame
+            depth = K_depth = None
+            status = self._last_scale
+        scale, spread, since_ground = ((status.scale, status.spread, status.frames_since_good) if status is not None
+                                       else (self.config.metric_scale, 0.0, 0))
         zero = np.zeros(3)
         linear, angular = zero, zero
         T_units = None
@@ -326,11 +360,11 @@ class VisualOdometry:
         self._prev_tensor, self._prev_stamp_ns = x_cur, stamp_ns
         self.frames_since_reset += 1
         if self.weights_provider is not None:
-            valid = depth_units[np.isfinite(depth_units) & (depth_units > 0)]
+            K_net = K_depth if K_depth is not None else scale_intrinsics_to(K, image_rgb.shape[:2], self.estimator.size)
             self.weights_provider.observe(AdaptSample(
-                image=x_cur, K=K_depth, stamp_ns=stamp_ns, tracking=tracking,
+                image=x_cur, K=K_net, stamp_ns=stamp_ns, tracking=tracking,
                 T_prev_cur=T_units if tracking == TRACKING_OK else None,
-                median_depth=float(np.median(valid)) if valid.size else float("nan")))
+                median_depth=self._last_median_depth))  # of the newest depth frame (this one when it has depth)
         return VOFrame(stamp_ns=stamp_ns, depth=depth, K_depth=K_depth, T_odom_base=self.T_odom_base.copy(),
                        T_start_camera=self.T_start_camera.copy(), linear_velocity=np.array(linear),
                        angular_velocity=np.array(angular), tracking=tracking, event=event, scale=float(scale),

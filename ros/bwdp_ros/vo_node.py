@@ -55,6 +55,7 @@ from bwdp_core.inference.camera_fit import fit_to_network, geometry_warnings
 from bwdp_core.inference.intrinsics import IntrinsicsPicker, camera_info_intrinsics, parameter_intrinsics
 from bwdp_core.inference.odometry_covariance import OdometryCovariance
 from bwdp_core.inference.point_cloud import depth_cloud
+from bwdp_core.inference.scheduling import DepthSchedule, ScheduledOdometry
 from bwdp_core.inference.settings import Number
 from bwdp_core.inference.vo_pipeline import DepthPoseEstimator, VisualOdometry, VOConfig
 from bwdp_core.train.adapt import AdaptConfig, Adapter
@@ -138,6 +139,7 @@ class VoNode(LifecycleNode):
         self.processed = 0
         self.vo: Optional[VisualOdometry] = None
         self.adapter: Optional[Adapter] = None  # online adaptation (adapt), created at configure
+        self.scheduled: Optional[ScheduledOdometry] = None  # the VO with its depth thread, created at configure
         self._vo_lock = threading.Lock()  # the VO state, its covariance and the path: inference thread vs ~/reset
         self.mount: Optional[CameraMount] = None
         self._active = False
@@ -194,6 +196,8 @@ class VoNode(LifecycleNode):
 
     def _apply_parameters(self, changes: dict) -> None:
         """Hand changed parameters to the parts that hold them (those not built yet read them when built)."""
+        if self.scheduled is not None:
+            self.scheduled.schedule = self._depth_schedule()
         if self.vo is not None:
             self.vo.update_config(**{k: v for k, v in vars(VOConfig.from_settings(self.params)).items()
                                      if k != "T_base_camera"})
@@ -239,6 +243,9 @@ class VoNode(LifecycleNode):
         except BwdpError as err:
             raise StartupError(str(err)) from None
         self.vo = VisualOdometry(estimator, VOConfig.from_settings(self.params), weights_provider=self.adapter)
+        # PoseNet on every frame in the inference thread, DispNet on scheduled frames in a depth thread of its own
+        self.scheduled = ScheduledOdometry(self.vo, self._depth_schedule(), self._publish_depth,
+                                           on_error=self._on_depth_error)
         self.intrinsics = IntrinsicsPicker(self._fallback_intrinsics())
         self.covariance = OdometryCovariance(*self._covariance_model())
         self._create_publishers()
@@ -250,7 +257,8 @@ class VoNode(LifecycleNode):
         p = self.params
         try:
             return DepthPoseEstimator(p["checkpoint"], device=p["device"], warmup_iterations=p["warmup_iterations"],
-                                      num_threads=p["num_threads"], backend=p["inference_backend"])
+                                      num_threads=p["num_threads"], backend=p["inference_backend"],
+                                      int8_dir=p["int8_model_dir"], depth_threads=p["depth_threads"])
         except BwdpError as err:
             raise StartupError(str(err)) from None
         except Exception as err:  # e.g. a torch error while tracing the networks: still one line, no traceback
@@ -344,6 +352,9 @@ class VoNode(LifecycleNode):
             if getattr(self, name, None) is not None:
                 self.destroy_service(getattr(self, name))
                 setattr(self, name, None)
+        if self.scheduled is not None:
+            self.scheduled.close()
+            self.scheduled = None
         self.vo = None
         self.adapter = None
         self._camera_info = None
@@ -432,12 +443,13 @@ class VoNode(LifecycleNode):
         header, stamp = msg.header, msg.header.stamp
         with self._vo_lock:
             self._camera_mount(header.frame_id)
-            frame = self.vo.process(rgb, K, conv.stamp_to_ns(stamp))
+            # PoseNet now; DispNet (when scheduled) in the depth thread, which publishes with this frame's header
+            frame = self.scheduled.process(rgb, K, conv.stamp_to_ns(stamp), self._depth_subscribed(),
+                                           context=(header, rgb))
             pose_cov, twist_cov = self.covariance.update(frame.stamp_ns, frame.T_odom_base, frame.tracking)
             if frame.event and frame.tracking == "initialising":
                 self._path.poses = []
         self._log_event(frame)
-        self._publish_depth(frame, header, rgb)
         self._publish_odometry(frame, stamp, pose_cov, twist_cov)
         self._record(frame, received)
 
@@ -448,12 +460,17 @@ class VoNode(LifecycleNode):
             else:
                 self.get_logger().info(frame.event)
 
-    def _publish_depth(self, frame, header, rgb) -> None:
-        self._outputs["depth/image_rect"].publish(conv.depth_to_image(frame.depth, header))
-        self._outputs["depth/camera_info"].publish(conv.depth_camera_info(frame.K_depth, frame.depth.shape, header))
+    def _publish_depth(self, result, job) -> None:
+        """Depth thread: depth image, its camera_info (and the cloud) with the header of the frame it came from."""
+        header, rgb = job.context
+        outputs = self._outputs
+        if not outputs:  # deactivated / cleaned up while this depth frame was being computed
+            return
+        outputs["depth/image_rect"].publish(conv.depth_to_image(result.depth, header))
+        outputs["depth/camera_info"].publish(conv.depth_camera_info(result.K_depth, result.depth.shape, header))
         if self.params["publish_cloud"]:
-            cloud = depth_cloud(frame.depth, frame.K_depth, rgb, self.params["cloud_decimation"])
-            self._outputs["depth/points"].publish(conv.point_cloud_msg(cloud.points, cloud.rgb, header))
+            cloud = depth_cloud(result.depth, result.K_depth, rgb, self.params["cloud_decimation"])
+            outputs["depth/points"].publish(conv.point_cloud_msg(cloud.points, cloud.rgb, header))
 
     def _publish_odometry(self, frame, stamp, pose_cov, twist_cov) -> None:
         p = self.params
@@ -476,6 +493,16 @@ class VoNode(LifecycleNode):
         self.window.frame_processed(time.monotonic() - received, stamp_age, frame.tracking)
         self._last_frame = frame
         self.processed += 1
+
+    def _depth_schedule(self) -> DepthSchedule:
+        return DepthSchedule(self.params["depth_every_n"], self.params["depth_when_subscribed"])
+
+    def _depth_subscribed(self) -> bool:
+        return any(self._outputs[name].get_subscription_count() > 0
+                   for name in ("depth/image_rect", "depth/camera_info", "depth/points") if name in self._outputs)
+
+    def _on_depth_error(self, err: BaseException) -> None:
+        self._rejected("depth", f"depth frame skipped after an unexpected {type(err).__name__}: {err}")
 
     # ------------------------------------------------------------------------------------------------- diagnostics
     def _status_fields(self) -> dict:
@@ -562,6 +589,8 @@ class VoNode(LifecycleNode):
                 self.get_logger().info(f"adapted model saved to {self._save_adapted()} (save_on_shutdown)")
             except (BwdpError, OSError) as err:
                 self.get_logger().error(f"cannot save the adapted model on shutdown: {err}")
+        if self.scheduled is not None:
+            self.scheduled.close()
 
 
 def main(argv: Optional[list[str]] = None) -> int:
