@@ -315,7 +315,8 @@ def _read_cloud(msg):
 def test_point_cloud_matches_the_back_projected_depth(setup):
     s, client = setup, setup["client"]
     (stamp,) = _send_and_wait(s, 1)
-    assert client.wait_for(lambda: _by_stamp(client.points, stamp) and _by_stamp(client.depth_info, stamp), 10)
+    assert client.wait_for(lambda: _by_stamp(client.points, stamp) and _by_stamp(client.depth_info, stamp)
+                           and _by_stamp(client.depth, stamp), 10)
     cloud, info = _by_stamp(client.points, stamp)[0], _by_stamp(client.depth_info, stamp)[0]
     depth = depth_from_msg(_by_stamp(client.depth, stamp)[0])
     assert cloud.header == info.header and cloud.is_dense and cloud.height == 1
@@ -359,6 +360,8 @@ def test_a_different_camera_warns_once_and_crop_keeps_the_aspect(setup):
     assert ok.successful
     try:
         (stamp,) = _send_and_wait(s, 1, image=vga, K_image=K_vga)
+        # depth comes from the node's depth thread, after the frame's odometry
+        assert client.wait_for(lambda: _by_stamp(client.depth_info, stamp), 30), s["node"].output[-2000:]
         info = _by_stamp(client.depth_info, stamp)[0]
         # the centred 320x107 band reaches the 192x64 network: square pixels again, principal point of the band
         assert info.k[0] == pytest.approx(150.0) and info.k[4] == pytest.approx(250 * 64 / 107)
