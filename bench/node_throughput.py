@@ -1,13 +1,18 @@
 """Throughput of the live VO node: a publisher sends 128x416 frames at 30 Hz to the node (a separate process, CPU).
 
-Reports processed FPS, latency image stamp -> odometry received (p50/p95; the stamp is the publish time), frames
-dropped by the node's keep-latest design, the node's RSS growth after warm-up, and the machine's load. JSON on stdout
-and in bench/results/node_throughput.json.
+Reports processed FPS (odometry), depth FPS (depth images received; the client subscribes to depth), latency image
+stamp -> odometry received (p50/p95; the stamp is the publish time) and stamp -> depth received, frames dropped by the
+node's keep-latest design, the node's RSS growth after warm-up, and the machine's load (``under_load`` when the
+1-minute load before the run exceeded 0.5). JSON on stdout and in bench/results/node_throughput.json; ``--label NAME
+--merge`` keeps the runs of other labels already in the file (one file for the configurations compared).
 
     python bench/node_throughput.py                     # 60 s, fixture checkpoint (ResNet-18 at 128x416)
     python bench/node_throughput.py --seconds 20 --checkpoint model.pt --backend eager
+    python bench/node_throughput.py --depth-every-n 3 --int8 --label int8_depth3 --merge
 
-Targets on the 2-core dev CPU: >= 8 FPS processed, p95 <= 200 ms, RSS growth <= 50 MB.
+``--int8`` exports the checkpoint with `bwdp export --int8` (calibration: a rendered street) and runs the node with
+inference_backend onnxruntime_int8. Targets (issue 11, 2 cores): odometry >= 30 FPS, depth >= 10 FPS, p95 stamp ->
+odom <= 100 ms, RSS growth <= 50 MB.
 """
 from __future__ import annotations
 
@@ -25,6 +30,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bwdp_core.checkpoint import load_models  # noqa: E402
+from bwdp_core.data.synth_source import SynthSource  # noqa: E402
+from bwdp_core.eval.export import export_models  # noqa: E402
 from bwdp_ros.conversions import stamp_to_ns  # noqa: E402
 from bwdp_tools.fixtures import make_constant_motion_checkpoint  # noqa: E402
 from bwdp_tools.node_process import VoNodeProcess  # noqa: E402
@@ -42,6 +50,11 @@ def main() -> int:
     parser.add_argument("--backend", default="auto", help="node parameter inference_backend (default auto)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--num-threads", type=int, default=0, help="node parameter num_threads (0 = torch default)")
+    parser.add_argument("--depth-every-n", type=int, default=1, help="node parameter depth_every_n")
+    parser.add_argument("--depth-threads", type=int, default=1, help="node parameter depth_threads")
+    parser.add_argument("--int8", action="store_true", help="export int8 files and use onnxruntime_int8")
+    parser.add_argument("--label", default="default", help="name of this configuration in the JSON")
+    parser.add_argument("--merge", action="store_true", help="keep the other labels' runs already in --out")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "node_throughput.json"))
     args = parser.parse_args()
 
@@ -53,7 +66,15 @@ def main() -> int:
     K = np.array([[0.58 * args.width, 0, args.width / 2], [0, 1.92 * args.height, args.height / 2], [0, 0, 1.0]])
     domain = pick_domain_id("bench_node_throughput")
     params = {"device": args.device, "inference_backend": args.backend, "num_threads": args.num_threads,
-              "diagnostics_period": 5.0}
+              "diagnostics_period": 5.0, "depth_every_n": args.depth_every_n, "depth_threads": args.depth_threads}
+    if args.int8:
+        int8_dir = tmp / "int8"
+        _, _, meta = load_models(ckpt)
+        report = export_models(ckpt, int8_dir, "onnx", calibration=[SynthSource.render(16, int(meta["height"]),
+                                                                                        int(meta["width"]), seed=5)],
+                               calibration_frames=8)
+        (int8_dir / "export.json").write_text(json.dumps(report))
+        params.update(inference_backend="onnxruntime_int8", int8_model_dir=str(int8_dir))
     load_before = os.getloadavg()
     with VoNodeProcess(ckpt, domain, params=params, log_path=tmp / "node.log") as node, \
             VoStreamClient(domain) as client:
@@ -86,18 +107,26 @@ def main() -> int:
         rss_end = node.rss_bytes()
         with client._lock:
             odoms = [(recv, stamp_to_ns(m.header.stamp)) for recv, m in client.odom]
+            depths = [(recv, stamp_to_ns(m.header.stamp)) for recv, m in client.depth]
         diag = [line for line in node.output.splitlines() if "diagnostics: processed" in line]
     load_after = os.getloadavg()
 
     sent_set = set(sent)
     answered = [(recv, st) for recv, st in odoms if st in sent_set]
     latencies = np.array([(recv - st) / 1e9 for recv, st in answered])
+    depth_answered = [(recv, st) for recv, st in depths if st in sent_set]
+    depth_latencies = np.array([(recv - st) / 1e9 for recv, st in depth_answered])
     result = {
+        "label": args.label,
         "frames_sent": len(sent),
         "send_rate_hz": len(sent) / duration,
         "frames_processed": len(answered),
         "processed_fps": len(answered) / duration,
         "frames_dropped": len(sent) - len(answered),
+        "depth_frames": len(depth_answered),
+        "depth_fps": len(depth_answered) / duration,
+        "depth_latency_ms": {"p50": float(np.percentile(depth_latencies, 50) * 1e3) if depth_latencies.size else None,
+                             "p95": float(np.percentile(depth_latencies, 95) * 1e3) if depth_latencies.size else None},
         "latency_ms": {"p50": float(np.percentile(latencies, 50) * 1e3) if latencies.size else None,
                        "p95": float(np.percentile(latencies, 95) * 1e3) if latencies.size else None,
                        "max": float(latencies.max() * 1e3) if latencies.size else None},
@@ -110,13 +139,19 @@ def main() -> int:
                                    for line in diag if "p50" in line],
         "config": {"seconds": args.seconds, "rate_hz": args.rate, "size": [args.height, args.width],
                    "checkpoint": str(args.checkpoint or "fixture ResNet-18"), "backend": args.backend,
-                   "device": args.device, "num_threads": args.num_threads},
-        "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": load_after},
-        "targets": {"processed_fps": ">= 8", "p95_ms": "<= 200", "rss_growth_mb": "<= 50"},
+                   "device": args.device, "num_threads": args.num_threads, "depth_every_n": args.depth_every_n,
+                   "depth_threads": args.depth_threads, "int8": args.int8},
+        "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": load_after,
+                    "under_load": load_before[0] > 0.5},
+        "targets": {"processed_fps": ">= 30", "depth_fps": ">= 10", "p95_ms": "<= 100", "rss_growth_mb": "<= 50"},
     }
-    text = json.dumps(result, indent=2)
-    print(text)
     out = Path(args.out)
+    runs = []
+    if args.merge and out.is_file():
+        previous = json.loads(out.read_text())
+        runs = [r for r in previous.get("runs", [previous]) if r.get("label", "default") != args.label]
+    text = json.dumps({"runs": runs + [result]}, indent=2)
+    print(json.dumps(result, indent=2))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text + "\n")
     return 0

@@ -67,15 +67,6 @@ def project_to_so3(R: np.ndarray) -> np.ndarray:
     return (U * np.stack([np.ones_like(d), np.ones_like(d), d], axis=-1)[..., None, :]) @ Vt
 
 
-def orthonormalise_pose(T: np.ndarray) -> np.ndarray:
-    """Copy of the rigid transform(s) ``T`` [..., 4, 4] with the rotation block projected onto SO(3) and the bottom row
-    set to [0, 0, 0, 1]."""
-    out = np.array(T, dtype=np.float64, copy=True)
-    out[..., :3, :3] = project_to_so3(out[..., :3, :3])
-    out[..., 3, :] = (0.0, 0.0, 0.0, 1.0)
-    return out
-
-
 def so3_deviation(R: np.ndarray) -> float:
     """max |RRᵀ − I| over a stack of 3x3 matrices [..., 3, 3] (0 for exact rotations)."""
     R = np.asarray(R, dtype=np.float64)
@@ -146,3 +137,15 @@ def rotation_to_rotvec(R: np.ndarray) -> np.ndarray:
             axis = -axis
         return axis / np.linalg.norm(axis) * angle
     return axis_sin / math.sin(angle) * angle
+
+
+def with_nearest_rotation(T: np.ndarray) -> np.ndarray:
+    """Copy of the 4x4 transform(s) ``T`` [..., 4, 4] whose rotation block is replaced by the nearest rotation
+    (:func:`project_to_so3`; det +1) and whose bottom row is [0, 0, 0, 1].
+
+    Chaining float poses drifts off SO(3) (~1e-6 after a few hundred frames), which evo and other tools refuse.
+    """
+    out = np.array(T, dtype=np.float64, copy=True)
+    out[..., :3, :3] = project_to_so3(out[..., :3, :3])
+    out[..., 3, :] = (0.0, 0.0, 0.0, 1.0)
+    return out

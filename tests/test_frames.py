@@ -14,6 +14,7 @@ from bwdp_core.frames import (
     rotation_to_rotvec,
     rpy_to_matrix,
     transform_from_xyz_rpy,
+    with_nearest_rotation,
 )
 
 
@@ -62,3 +63,12 @@ def test_rotvec_of_large_angles():
         K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
         R = np.eye(3) + math.sin(angle) * K + (1 - math.cos(angle)) * K @ K
         assert np.allclose(rotation_to_rotvec(R), axis * angle, atol=1e-5)
+
+
+def test_with_nearest_rotation_projects_a_drifted_chain_back_onto_so3():
+    T = transform_from_xyz_rpy((1, 2, 3), (0.1, -0.2, 0.3))
+    drifted = T.copy()
+    drifted[:3, :3] *= 1 + 1e-5                                    # what chaining float poses does, exaggerated
+    fixed = with_nearest_rotation(drifted)
+    assert np.allclose(fixed[:3, :3] @ fixed[:3, :3].T, np.eye(3), atol=1e-12)
+    assert np.allclose(fixed, T, atol=1e-9) and np.isclose(np.linalg.det(fixed[:3, :3]), 1.0)

@@ -1,9 +1,12 @@
 """`bwdp make-bag` -> `bwdp replay` round trip on a synthetic sequence with ground truth (no ROS install needed)."""
 import json
+import shutil
 
 import numpy as np
 import pytest
+import torch
 
+from bwdp_core.checkpoint import build_models, load_checkpoint, make_checkpoint, save_checkpoint
 from bwdp_core.commands.cli import main as bwdp
 from bwdp_core.data.bag_io import iter_messages, list_topics, stamp_ns_of, write_image_bag
 from bwdp_core.eval.trajectory_io import read_trajectory
@@ -98,3 +101,38 @@ def test_camera_info_follows_the_node_s_rule(data, capsys):
                  "--out", str(tmp / "o_bad_k"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "no usable CameraInfo on /camera/camera_info" in err and "--intrinsics" in err
+
+
+def test_replay_adapt_steps_inline_and_saves_a_loadable_model(data, tmp_path):
+    """`bwdp replay --adapt` runs the node's adaptation worker (inline steps: deterministic); --save-model keeps it."""
+    torch.manual_seed(0)
+    disp_net, pose_net = build_models({"num_layers": 18})
+    start = tmp_path / "start.pt"
+    save_checkpoint(start, make_checkpoint(disp_net, pose_net, 32, 96))
+    bag = tmp_path / "bag"
+    assert bwdp(["make-bag", "--kitti-seq", str(data["seq_dir"]), "--out", str(bag), "--max-frames", "5"]) == 0
+    saved = tmp_path / "adapted.pt"
+    args = ["replay", str(bag), "--image-topic", "/camera/image_raw", "--checkpoint", str(start), "--device", "cpu",
+            "--num-threads", "1", "--backend", "eager", "--adapt", "--adapt-steps-per-frame", "1",
+            "--adapt-steps-per-swap", "2", "--adapt-min-parallax", "0", "--camera-height", "1.6", "--colormaps", "0"]
+    assert bwdp([*args, "--out", str(tmp_path / "out"), "--save-model", str(saved)]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["adaptation"]["steps"] == 3 and summary["adaptation"]["swaps"] == 1  # snippets from frame 3 on
+    assert summary["weights_version"] == 1 and summary["saved_model"] == str(saved)
+    assert summary["camera_height"] == 1.6 and "final_scale" in summary
+    assert load_checkpoint(saved)["adaptation"]["steps"] == 3
+    assert bwdp(["replay", str(bag), "--image-topic", "/camera/image_raw", "--checkpoint", str(start),
+                 "--out", str(tmp_path / "x"), "--save-model", str(saved)]) == 2   # --save-model needs --adapt
+
+
+def test_make_bag_camera_0_bags_a_grey_left_camera_sequence(data, tmp_path):
+    """The shared KITTI 07 frames have only image_0: --camera 0 bags them (the default, camera 2, finds no images)."""
+    root = tmp_path / "kitti"
+    seq_dir = root / "sequences" / "07"
+    shutil.copytree(data["seq_dir"], seq_dir)
+    (seq_dir / "image_2").rename(seq_dir / "image_0")
+    shutil.copytree(data["seq_dir"].parent.parent / "poses", root / "poses")
+    (root / "poses" / "00.txt").rename(root / "poses" / "07.txt")
+    assert bwdp(["make-bag", "--kitti-seq", str(seq_dir), "--out", str(tmp_path / "b2")]) == 2
+    assert bwdp(["make-bag", "--kitti-seq", str(seq_dir), "--camera", "0", "--out", str(tmp_path / "b0")]) == 0
+    assert len(list(iter_messages(tmp_path / "b0", "/camera/image_raw"))) == N

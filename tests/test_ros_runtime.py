@@ -61,7 +61,7 @@ def test_depth_and_pose_messages_round_trip():
         stamp_to_ns,
         transform_stamped,
     )
-    from bwdp_tools.stream import depth_from_msg, make_camera_info_msg
+    from bwdp_tools.stream import depth_from_msg
 
     header = Header(stamp=ns_to_stamp(1_234_567_890_123), frame_id="cam")
     assert stamp_to_ns(header.stamp) == 1_234_567_890_123
@@ -71,11 +71,52 @@ def test_depth_and_pose_messages_round_trip():
     assert msg.encoding == "32FC1" and msg.step == 16 and msg.header == header
     assert np.array_equal(depth_from_msg(msg), depth, equal_nan=True)
     K = np.array([[50.0, 0, 2], [0, 60.0, 1.5], [0, 0, 1]])
-    info = depth_camera_info(K, (3, 4), header, make_camera_info_msg(K * 2, 6, 8, 0))
+    info = depth_camera_info(K, (3, 4), header)
     assert np.allclose(np.reshape(info.k, (3, 3)), K) and (info.height, info.width) == (3, 4)
+    assert not any(info.d) and np.allclose(np.reshape(info.p, (3, 4))[:, :3], K)
     assert camera_info_intrinsics(*camera_info_numbers(info))[1] == (3, 4)
     T = transform_from_xyz_rpy((1, 2, 3), OPTICAL_RPY)
     tf = transform_stamped(T, header.stamp, "base_link", "cam")
     assert (tf.transform.rotation.x, tf.transform.rotation.w) == pytest.approx((-0.5, 0.5))
     odom = odometry_msg(T, [1, 0, 0], [0, 0, 0.1], header.stamp, "odom", "base_link", [0.1] * 36, [0.2] * 36)
     assert odom.pose.pose.position.z == 3 and odom.twist.twist.angular.z == pytest.approx(0.1)
+
+
+def test_diagnostics_levels_from_one_window_each():
+    from bwdp_ros.runtime import ERROR, OK, STALE, WARN, DiagnosticsWindow
+
+    now = [0.0]
+    window = DiagnosticsWindow(clock=lambda: now[0])
+
+    def report(received, **kw):
+        now[0] += 1.0
+        return window.report(received, 0, **kw)
+
+    first = report(0)
+    assert first.level == STALE and first.message == "no images received yet"
+    for _ in range(3):
+        window.frame_processed(0.02, 0.05, "ok")
+    healthy = report(3)
+    values = dict(healthy.values)
+    assert healthy.level == OK and values["processed frames/s"] == "3.00" and values["tracking"] == "ok"
+    assert values["latency stamp->publish"].startswith("p50 50.0 ms")
+    window.frame_processed(0.02, 0.05, "lost")
+    assert report(4).level == WARN
+    window.frame_rejected("no_mount")
+    waiting = report(5)
+    assert waiting.level == WARN and waiting.message.startswith("waiting: no_mount")
+    window.frame_rejected("encoding")
+    assert report(6).level == ERROR
+    idle = report(6)
+    assert idle.level == STALE and idle.message == "no images for 1 s"
+    assert report(6, inactive="inactive (lifecycle state: inactive)").level == STALE
+
+
+def test_old_stamps_give_no_stamp_latency_and_extra_fields_are_listed():
+    from bwdp_ros.runtime import DiagnosticsWindow
+
+    window = DiagnosticsWindow(clock=lambda: 0.0)
+    window.frame_processed(0.02, 9.6e7, "ok")   # a 3-year-old bag stamp, no --clock
+    values = dict(window.report(1, 0, extra={"scale": 1.7, "adaptation": "running"}).values)
+    assert values["latency stamp->publish"].startswith("n/a: the image stamps are 9.6e+07 s old")
+    assert values["scale"] == "1.7" and values["adaptation"] == "running"

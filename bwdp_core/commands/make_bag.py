@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                    "or --intrinsics")
     parser.add_argument("--intrinsics", nargs="+", metavar="V",
                         help="fx fy cx cy, or a cam.txt path (for --images)")
+    parser.add_argument("--camera", type=int, default=2,
+                        help="with --kitti-seq: image_N folder and PN calibration (default 2, colour; 0 = left grey)")
     parser.add_argument("--poses", metavar="FILE", help="ground-truth poses (KITTI format) for --images")
     parser.add_argument("--out", required=True, metavar="BAG", help="rosbag2 folder to write")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
@@ -49,20 +51,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bag at --out")
 
 
-def open_kitti_sequence(path):
-    """ROOT/sequences/NN (or ROOT with sequence 00) -> KittiOdometrySource."""
+def open_kitti_sequence(path, camera: int = 2):
+    """ROOT/sequences/NN (or ROOT with sequence 00) -> KittiOdometrySource of image_<camera>."""
 
     path = Path(path)
     if (path / "sequences").is_dir():
-        return KittiOdometrySource(path, "00")
+        return KittiOdometrySource(path, "00", camera=camera)
     if not path.is_dir():
         raise DataError(f"KITTI sequence folder {path} does not exist")
-    return KittiOdometrySource(path.parent.parent, path.name)
+    return KittiOdometrySource(path.parent.parent, path.name, camera=camera)
 
 
-def load_kitti_sequence(path) -> tuple[list[np.ndarray], np.ndarray, np.ndarray | None]:
+def load_kitti_sequence(path, camera: int = 2) -> tuple[list[np.ndarray], np.ndarray, np.ndarray | None]:
     """(images uint8 RGB, K 3x3, camera-to-world poses [N,4,4] or None) of a KITTI-layout sequence folder."""
-    source = open_kitti_sequence(path)
+    source = open_kitti_sequence(path, camera)
     return [source.load_image(i) for i in range(len(source))], source.intrinsics, source.poses
 
 
@@ -81,7 +83,7 @@ def _stamps_ns(source, count: int, start_s: float, rate: float | None) -> list[i
 def main(args: argparse.Namespace) -> int:
 
     if args.kitti_seq:
-        source = open_kitti_sequence(args.kitti_seq)
+        source = open_kitti_sequence(args.kitti_seq, args.camera)
     else:
 
         intrinsics = None if args.intrinsics is None else " ".join(args.intrinsics)

@@ -13,6 +13,12 @@ default settings (``bwdp_core.inference.settings``) -- and writes to DIR:
   metrics.json + trajectory.png   `bwdp eval-odom` metrics (sim3 alignment) and a top-view plot; the printed
                                   alignment scale x --metric-scale is the value to use for the node's `metric_scale`.
 
+Metric scale: --camera-height H (m) measures the scale from the ground plane in every depth map, as the node's
+camera_height does (summary.json: final_scale, scale_spread, frames_since_ground).
+Online adaptation: --adapt runs the node's adaptation worker (bwdp_core.train.adapt) on the replayed stream, in the
+background as on the robot, or --adapt-steps-per-frame N steps inline after each frame (deterministic);
+--save-model FILE keeps the adapted weights as a normal checkpoint.
+
 Intrinsics: the CameraInfo with the image's stamp (else the latest before it) on --camera-info-topic (default: the
 bag's only CameraInfo topic), or --intrinsics fx fy cx cy (the node's fx, fy, cx, cy parameters); the node's K rule and
 size checks apply (a frame whose size disagrees is skipped, as the node skips it).
@@ -41,7 +47,7 @@ from bwdp_core.data.bag_io import (
     stamp_ns_of,
 )
 from bwdp_core.device import DEVICES
-from bwdp_core.errors import DataError
+from bwdp_core.errors import ConfigError, DataError
 from bwdp_core.eval.odometry import align_and_associate, evaluate_odometry, format_summary
 from bwdp_core.eval.plots import colorize_inverse_depth, plot_trajectories_top_view
 from bwdp_core.eval.trajectory_io import Trajectory, read_trajectory, write_trajectory
@@ -54,6 +60,10 @@ from bwdp_core.inference.intrinsics import (
     parameter_intrinsics,
 )
 from bwdp_core.inference.vo_pipeline import DepthPoseEstimator, VisualOdometry, VOConfig
+from bwdp_core.train.adapt import AdaptConfig, Adapter
+
+ADAPT_OPTIONS = ("adapt_buffer_size", "adapt_steps_per_swap", "adapt_lr", "adapt_share", "adapt_threads",
+                 "adapt_min_parallax")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,6 +86,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=settings.SETTING_BY_NAME["inference_backend"].description)
     parser.add_argument("--metric-scale", type=float, default=settings.default("metric_scale"),
                         help="the node's metric_scale")
+    parser.add_argument("--camera-height", type=float, default=settings.default("camera_height"),
+                        help=settings.SETTING_BY_NAME["camera_height"].description)
+    parser.add_argument("--ground-max-tilt", type=float, default=settings.default("ground_max_tilt"),
+                        help=settings.SETTING_BY_NAME["ground_max_tilt"].description)
+    adapt = parser.add_argument_group("online adaptation (the node's adapt parameters)")
+    adapt.add_argument("--adapt", action="store_true", help=settings.SETTING_BY_NAME["adapt"].description)
+    for name in ADAPT_OPTIONS:
+        spec = settings.SETTING_BY_NAME[name]
+        adapt.add_argument("--" + name.replace("_", "-"), type=type(spec.default), default=spec.default,
+                           help=spec.description)
+    adapt.add_argument("--adapt-steps-per-frame", type=int, default=0,
+                       help="0: train in the background worker, as the node does; N > 0: N steps after each frame, "
+                            "inline, so that a replay is deterministic (benchmarks)")
+    adapt.add_argument("--save-model", metavar="FILE", default=None,
+                       help="with --adapt: write the adapted weights to FILE at the end (a normal bwdp checkpoint)")
     parser.add_argument("--align", default="sim3", choices=("sim3", "se3", "scale", "none"),
                         help="trajectory alignment for the metrics (default sim3: monocular)")
     parser.add_argument("--colormaps", type=int, default=4, help="how many depth colormaps to write (default 4)")
@@ -167,17 +192,46 @@ def main(args: argparse.Namespace) -> int:
             raise DataError(f"topic {info_topic!r} in bag {args.bag} is not a sensor_msgs/CameraInfo topic")
         infos = CameraInfoTrack(args.bag, info_topic)
     gt = _ground_truth(args, topics, log)
+    vo_config = VOConfig.from_settings({"metric_scale": args.metric_scale, "camera_height": args.camera_height,
+                                        "ground_max_tilt": args.ground_max_tilt})
+    if args.save_model and not args.adapt:
+        raise ConfigError("--save-model needs --adapt (without it the weights are the checkpoint's)")
+    if args.adapt_steps_per_frame < 0:
+        raise ConfigError(f"--adapt-steps-per-frame must be >= 0, got {args.adapt_steps_per_frame}")
+    adapt_config = AdaptConfig.from_settings(vars(args)) if args.adapt else None
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     estimator = DepthPoseEstimator(args.checkpoint, device=args.device, backend=args.backend,
                                    num_threads=max(0, args.num_threads))
-    vo = VisualOdometry(estimator, VOConfig(metric_scale=args.metric_scale))
+    adapter = Adapter(args.checkpoint, estimator, adapt_config) if args.adapt else None
+    vo = VisualOdometry(estimator, vo_config, weights_provider=adapter)
     log(f"{args.checkpoint} on {estimator.device}, network {estimator.height}x{estimator.width}")
+    if adapter is not None and args.adapt_steps_per_frame == 0:
+        adapter.start()
+    try:
+        summary = _replay_frames(args, vo, adapter, infos, picker, gt, out, log)
+    finally:
+        if adapter is not None:
+            adapter.stop()
+    if adapter is not None:
+        summary["adaptation"] = vars(adapter.status).copy()
+        if args.save_model:
+            summary["saved_model"] = adapter.save(args.save_model)
+            log(f"adapted weights ({adapter.status.steps} steps, {adapter.status.swaps} swaps, "
+                f"{adapter.status.rollbacks} roll-backs) saved to {args.save_model}")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+def _replay_frames(args, vo: VisualOdometry, adapter: Optional[Adapter], infos, picker, gt, out: Path, log) -> dict:
+    """Every image of the bag through ``vo`` (and ``adapter.train`` after each one when stepping inline); writes the
+    trajectories, depth colormaps and metrics; returns the summary."""
+    estimator = vo.estimator
 
     total = _message_count(args.bag, args.image_topic)
     colormap_at = set(np.linspace(0, max(0, total - 1), max(0, args.colormaps)).round().astype(int).tolist())
-    stamps, camera_poses, odom_poses, skipped, lost, events = [], [], [], {}, 0, []
+    stamps, camera_poses, odom_poses, skipped, lost, events, scales = [], [], [], {}, 0, [], []
     infer_s = 0.0
     for index, (_, msg) in enumerate(iter_messages(args.bag, args.image_topic)):
         stamp = stamp_ns_of(msg)
@@ -192,6 +246,8 @@ def main(args: argparse.Namespace) -> int:
             t0 = time.perf_counter()
             frame = vo.process(image, K, stamp)
             infer_s += time.perf_counter() - t0
+            if adapter is not None and args.adapt_steps_per_frame:
+                adapter.train(args.adapt_steps_per_frame)
         except DataError as err:
             reason = str(err)
             skipped[reason] = skipped.get(reason, 0) + 1
@@ -204,6 +260,7 @@ def main(args: argparse.Namespace) -> int:
         lost += int(frame.tracking_lost)
         stamps.append(stamp)
         camera_poses.append(frame.T_start_camera)
+        scales.append(frame.scale)
         odom_poses.append(frame.T_odom_base)
         if index in colormap_at:
             _write_colormap(out / f"depth_{index:06d}.png", image, frame.depth)
@@ -217,7 +274,11 @@ def main(args: argparse.Namespace) -> int:
     summary = {"bag": str(args.bag), "image_topic": args.image_topic, "frames_processed": len(stamps),
                "frames_skipped": int(sum(skipped.values())), "skip_reasons": skipped, "tracking_lost": lost,
                "events": events, "inference_s_per_frame": infer_s / len(stamps), "device": str(estimator.device),
-               "metric_scale": args.metric_scale}
+               "metric_scale": args.metric_scale, "camera_height": args.camera_height,
+               "final_scale": scales[-1], "weights_version": vo.weights_version}
+    if vo.scale_status is not None:
+        summary.update(scale_spread=vo.scale_status.spread, frames_since_ground=vo.scale_status.frames_since_good,
+                       ground_found=vo.scale_status.initialised)
     log(f"{len(stamps)} frames processed, {summary['frames_skipped']} skipped, {lost} with tracking lost; "
         f"{1e3 * summary['inference_s_per_frame']:.1f} ms per frame; wrote {out / 'trajectory.tum'}")
 
@@ -227,12 +288,11 @@ def main(args: argparse.Namespace) -> int:
         gt_poses, pred_poses, _, _ = align_and_associate(pred, gt, args.align)
         plot = plot_trajectories_top_view(gt_poses, pred_poses, out / "trajectory.png",
                                           title=f"bwdp replay: ATE {metrics['ate_m']['rmse']:.3f} m")
-        metrics["suggested_metric_scale"] = metrics["alignment"]["scale"] * args.metric_scale
+        metrics["suggested_metric_scale"] = metrics["alignment"]["scale"] * scales[-1]
         metrics["plot"] = str(plot)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         summary["metrics"] = str(out / "metrics.json")
         print(format_summary(metrics))
         log(f"suggested metric_scale for the node: {metrics['suggested_metric_scale']:.4f}; wrote "
             f"{out / 'metrics.json'} and {plot}")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    return 0
+    return summary

@@ -2,6 +2,7 @@
 
     bwdp vo --checkpoint ckpt.pt --images DIR --intrinsics cam.txt --out traj.txt [--format kitti|tum]
     bwdp vo --checkpoint ckpt.pt --kitti-seq ROOT/sequences/09 --out 09.txt
+    bwdp vo ... --camera-height 1.65     # metres: the node's processing frame by frame, scale from the ground plane
 """
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from bwdp_core.data.image_folder import ImageFolderSource
 from bwdp_core.device import resolve_device
 from bwdp_core.errors import DataError
 from bwdp_core.eval.trajectory_io import write_trajectory
-from bwdp_core.eval.vo import open_kitti_sequence, run_vo
+from bwdp_core.eval.vo import open_kitti_sequence, run_pipeline, run_vo
+from bwdp_core.inference import settings
+from bwdp_core.inference.vo_pipeline import DepthPoseEstimator, VisualOdometry, VOConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frame rate for TUM timestamps when the source has none (default 10, KITTI's)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--batch-size", type=int, default=8, help="frame pairs per PoseNet call (default 8)")
+    parser.add_argument("--camera-height", type=float, default=0.0,
+                        help="camera height above the ground (m): run the node's processing (depth + pose per frame) "
+                             "with the ground-plane metric scale, so the trajectory is in metres; 0 = network units")
+    parser.add_argument("--ground-max-tilt", type=float, default=settings.default("ground_max_tilt"),
+                        help=settings.SETTING_BY_NAME["ground_max_tilt"].description)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -49,16 +57,23 @@ def main(args: argparse.Namespace) -> int:
         source = open_kitti_sequence(args.kitti_seq, args.camera)
     if args.fps <= 0:
         raise DataError(f"--fps must be positive, got {args.fps}")
+    timestamps = source.timestamps if source.timestamps is not None else np.arange(len(source)) / args.fps
     device = resolve_device(args.device)
-    _, pose_net, meta = load_models(args.checkpoint, device)
     start = time.perf_counter()
-    poses = run_vo(pose_net, source, int(meta["height"]), int(meta["width"]), device,
-                   batch_size=args.batch_size)
+    if args.camera_height:
+        config = VOConfig.from_settings({"camera_height": args.camera_height, "ground_max_tilt": args.ground_max_tilt})
+        vo = VisualOdometry(DepthPoseEstimator(args.checkpoint, device=str(device)), config)
+        poses, scales = run_pipeline(vo, source, timestamps)
+        units = f"m; ground-plane scale {scales[-1]:.4f} m per unit"
+    else:
+        _, pose_net, meta = load_models(args.checkpoint, device)
+        poses = run_vo(pose_net, source, int(meta["height"]), int(meta["width"]), device,
+                       batch_size=args.batch_size)
+        units = "network units"
     elapsed = time.perf_counter() - start
-    timestamps = source.timestamps if source.timestamps is not None else np.arange(len(poses)) / args.fps
     out = write_trajectory(args.out, poses, args.format, timestamps if args.format == "tum" else None)
     path_length = float(np.sum(np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1)))
     print(f"{len(poses)} poses from {getattr(source, 'name', args.images or args.kitti_seq)} "
           f"({(len(poses) - 1) / max(elapsed, 1e-9):.1f} pairs/s on {device}), path length {path_length:.3f} "
-          f"(network units) -> {out} [{args.format}]")
+          f"({units}) -> {out} [{args.format}]")
     return 0

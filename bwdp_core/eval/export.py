@@ -1,4 +1,5 @@
-"""`bwdp export --checkpoint CKPT --format torchscript|onnx [--out DIR]`: both networks as deployable files.
+"""`bwdp export --checkpoint CKPT --format torchscript|onnx [--int8 --calibration SOURCE] [--out DIR]`: both networks
+as deployable files.
 
 Exported graphs (fixed input size = the checkpoint's training resolution, batch dimension free):
 
@@ -9,6 +10,12 @@ Exported graphs (fixed input size = the checkpoint's training resolution, batch 
 After export each file is reloaded (torch.jit.load / onnxruntime) and run on a seeded random input; the largest
 absolute difference from the PyTorch networks is printed and the command fails (exit 1) above ``--tolerance``.
 A ``export.json`` next to the files records sizes, outputs and the measured differences.
+
+``--int8`` (ONNX only) adds ``depth_net.int8.onnx`` and ``pose_net.int8.onnx``: ONNX Runtime static quantisation
+(bwdp_core.inference.int8) calibrated on frames drawn evenly from SOURCE (frame i and its predecessor for PoseNet).
+int8 is approximate, so instead of a tolerance its deviation from fp32 on other frames of SOURCE is reported
+(``int8_deviation``); bench/int8_accuracy.py measures what it costs in depth and odometry metrics. The manifest
+records the weights digest, so the node's ``onnxruntime_int8`` backend refuses files made from another checkpoint.
 """
 from __future__ import annotations
 
@@ -20,7 +27,10 @@ import torch
 from torch import nn
 
 from bwdp_core.checkpoint import load_models
+from bwdp_core.data.sources import FrameSource
 from bwdp_core.errors import BwdpError, ConfigError
+from bwdp_core.inference.int8 import INT8_FILES, quantize_int8, weights_digest
+from bwdp_core.inference.preprocess import image_to_tensor
 
 
 class DepthExport(nn.Module):
@@ -91,13 +101,49 @@ def run_exported(path: Path, fmt: str, inputs: tuple) -> np.ndarray:
     return session.run(None, feeds)[0]
 
 
+def calibration_pairs(sources: list[FrameSource], count: int, height: int, width: int,
+                      offset: float = 0.0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``count`` (frame i, frame i-1) pairs [1,3,H,W] spread evenly over all frames of ``sources`` that have a
+    predecessor; ``offset`` (0..1) shifts the picks by that fraction of their spacing (the check frames use 0.5)."""
+    candidates = [(source, i) for source in sources for i in range(1, len(source))]
+    if not candidates:
+        raise ConfigError("the calibration source has no frame with a predecessor")
+    count = max(1, min(int(count), len(candidates)))
+    step = len(candidates) / count
+    picks = sorted({min(len(candidates) - 1, int((k + offset) * step)) for k in range(count)})
+    return [tuple(image_to_tensor(source.load_image(j), height, width) for j in (i, i - 1))
+            for source, i in (candidates[p] for p in picks)]
+
+
+def int8_deviation(fp32: dict, int8: dict, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> dict:
+    """How far the int8 files are from the fp32 ones on ``pairs``: relative depth error (median, p95 over pixels)
+    and the largest pose difference (translation and rotation components)."""
+    rel, trans, rot = [], [], []
+    for tgt, ref in pairs:
+        d32, d8 = (run_exported(files["depth_net"], "onnx", (tgt,)) for files in (fp32, int8))
+        rel.append(np.abs(d8 / d32 - 1.0).ravel())
+        p32, p8 = (run_exported(files["pose_net"], "onnx", (tgt, ref)) for files in (fp32, int8))
+        trans.append(float(np.abs(p8 - p32)[0, :3].max()))
+        rot.append(float(np.abs(p8 - p32)[0, 3:].max()))
+    rel = np.concatenate(rel)
+    return {"frames": len(pairs), "depth_rel_median": float(np.median(rel)),
+            "depth_rel_p95": float(np.percentile(rel, 95)), "pose_translation_max_abs": max(trans),
+            "pose_rotation_max_abs_rad": max(rot)}
+
+
 def export_models(checkpoint: str | Path, out_dir: str | Path, fmt: str = "torchscript",
-                  depth_output: str = "disparity", tolerance: float = 1e-4, batch: int = 2) -> dict:
+                  depth_output: str = "disparity", tolerance: float = 1e-4, batch: int = 2,
+                  calibration: list[FrameSource] | None = None, calibration_frames: int = 32) -> dict:
     """Export both networks of ``checkpoint`` to ``out_dir`` and check parity. Returns the report dict
-    ({"files": {...}, "max_abs_diff": {"depth_net": .., "pose_net": ..}, "passed": bool, ...})."""
+    ({"files": {...}, "max_abs_diff": {"depth_net": .., "pose_net": ..}, "passed": bool, ...}).
+
+    With ``calibration`` (sources; ONNX only) the int8 files are made too and the report gains "int8": true,
+    "int8_files", "calibration", "int8_deviation" and "weights_sha256"."""
 
     if fmt not in ("torchscript", "onnx"):
         raise ConfigError(f"--format must be torchscript or onnx, not {fmt!r}")
+    if calibration is not None and fmt != "onnx":
+        raise ConfigError("--int8 needs --format onnx (int8 runs on ONNX Runtime)")
     disp_net, pose_net, meta = load_models(checkpoint, "cpu")
     height, width = int(meta["height"]), int(meta["width"])
     out_dir = Path(out_dir)
@@ -125,11 +171,28 @@ def export_models(checkpoint: str | Path, out_dir: str | Path, fmt: str = "torch
     exported = {"depth_net": run_exported(files["depth_net"], fmt, check_inputs[:1]),
                 "pose_net": run_exported(files["pose_net"], fmt, check_inputs)}
     diffs = {name: float(np.max(np.abs(exported[name] - reference[name]))) for name in files}
-    return {"format": fmt, "checkpoint": str(checkpoint), "input_size": [height, width],
+    report = {"format": fmt, "checkpoint": str(checkpoint), "input_size": [height, width],
             "files": {k: str(v) for k, v in files.items()},
             "outputs": {"depth_net": f"{depth_output} [B,1,{height},{width}]",
                         "pose_net": "T_{t->r} (tx,ty,tz,rx,ry,rz) [B,6], R = Rx*Ry*Rz"},
             "inputs": {"depth_net": f"image [B,3,{height},{width}] RGB in [0,1]",
                        "pose_net": f"tgt, ref [B,3,{height},{width}] RGB in [0,1]"},
             "parity_batch": batch, "max_abs_diff": diffs, "tolerance": tolerance,
-            "passed": all(d <= tolerance for d in diffs.values())}
+            "passed": all(d <= tolerance for d in diffs.values()), "depth_output": depth_output}
+    if calibration is not None:
+        report.update(_export_int8(files, out_dir, calibration, calibration_frames, height, width))
+        report["weights_sha256"] = weights_digest(disp_net, pose_net)
+    return report
+
+
+def _export_int8(files: dict, out_dir: Path, sources: list[FrameSource], count: int, height: int, width: int) -> dict:
+    """Quantise the exported fp32 ONNX files (see module docstring); the int8 part of the report."""
+    pairs = calibration_pairs(sources, count, height, width)
+    check = calibration_pairs(sources, max(2, count // 4), height, width, offset=0.5)
+    int8_files = {name: out_dir / file for name, file in INT8_FILES.items()}
+    quantize_int8(files["depth_net"], int8_files["depth_net"], [{"image": tgt.numpy()} for tgt, _ in pairs])
+    quantize_int8(files["pose_net"], int8_files["pose_net"],
+                  [{"tgt": tgt.numpy(), "ref": ref.numpy()} for tgt, ref in pairs])
+    return {"int8": True, "int8_files": {k: str(v) for k, v in int8_files.items()},
+            "calibration": {"sources": [repr(s) for s in sources], "frames": len(pairs)},
+            "int8_deviation": int8_deviation(files, int8_files, check)}

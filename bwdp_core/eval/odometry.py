@@ -26,7 +26,7 @@ from evo.core.trajectory import PosePath3D, PoseTrajectory3D
 
 from bwdp_core.errors import DataError
 from bwdp_core.eval.trajectory_io import Trajectory
-from bwdp_core.frames import orthonormalise_pose, so3_deviation
+from bwdp_core.frames import so3_deviation, with_nearest_rotation
 
 ALIGN_MODES = ("sim3", "se3", "scale", "none")
 KITTI_SEGMENT_LENGTHS = (100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 700.0, 800.0)
@@ -202,7 +202,7 @@ def evo_ate_rpe(gt_path, pred_path) -> dict:
 def project_trajectory(traj: Trajectory) -> tuple[Trajectory, float]:
     """``traj`` with every rotation projected onto SO(3) and the largest |RRᵀ − I| it had before."""
     deviation = so3_deviation(traj.poses[:, :3, :3])
-    return dataclasses.replace(traj, poses=orthonormalise_pose(traj.poses)), deviation
+    return dataclasses.replace(traj, poses=with_nearest_rotation(traj.poses)), deviation
 
 
 def align_and_associate(pred, gt, align: str = "sim3", max_time_diff: float = 0.01):

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from bwdp_core.data.kitti_odometry import KittiOdometrySource, kitti_cameras, kitti_odometry_sequences
 from bwdp_core.errors import DataError
-from bwdp_core.frames import orthonormalise_pose
+from bwdp_core.frames import with_nearest_rotation
 from bwdp_core.geometry import pose_vec_to_mat
 from bwdp_core.inference.preprocess import image_to_tensor
 
@@ -30,13 +30,13 @@ from bwdp_core.inference.preprocess import image_to_tensor
 def chain_relative_poses(relative: list[np.ndarray] | np.ndarray) -> np.ndarray:
     """Camera-to-world poses [N+1, 4, 4] from N relative poses T_(i−1)←i (pose of camera i in camera i−1).
 
-    Every relative pose and every product is projected back onto SO(3) (``frames.orthonormalise_pose``): the network's
+    Every relative pose and every product is projected back onto SO(3) (``frames.with_nearest_rotation``): the network's
     float32 rotations and a long chain of float products otherwise drift off it (|RRᵀ − I| ~ 1e-6 after 160 KITTI
     frames), which evo and other trajectory tools refuse as "not a valid SO(3) group element".
     """
     poses = [np.eye(4)]
     for T_prev_cur in relative:
-        poses.append(orthonormalise_pose(poses[-1] @ orthonormalise_pose(T_prev_cur)))
+        poses.append(with_nearest_rotation(poses[-1] @ with_nearest_rotation(T_prev_cur)))
     return np.stack(poses)
 
 
@@ -74,6 +74,24 @@ def run_vo(pose_net, source, height: int, width: int, device="cpu", progress: bo
         if current:
             flush()
     return chain_relative_poses(relative)
+
+
+def run_pipeline(vo, source, timestamps, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The node's processing (a :class:`~bwdp_core.inference.vo_pipeline.VisualOdometry`) over every frame of a
+    FrameSource: (camera poses [N,4,4] w.r.t. the first camera, in the pipeline's units; the scale of each frame [N]).
+
+    ``timestamps``: seconds [N] (the pipeline's frame-gap rule uses them). A frame whose motion the pipeline does not
+    trust (tracking lost) keeps the previous pose, as the node's odometry does.
+    """
+    n = len(source)
+    if n < 2:
+        raise DataError(f"{getattr(source, 'name', 'sequence')} has {n} frame(s); visual odometry needs at least 2")
+    poses, scales = [], []
+    for i in tqdm(range(n), desc="vo", unit="frame", disable=None if progress else True):
+        frame = vo.process(source.load_image(i), source.intrinsics, int(round(float(timestamps[i]) * 1e9)))
+        poses.append(frame.T_start_camera)
+        scales.append(frame.scale)
+    return np.stack(poses), np.asarray(scales)
 
 
 def open_kitti_sequence(path: str | Path, camera: int | None = None):

@@ -10,6 +10,8 @@ Backends (numbers from ``bench/infer.py`` on the 2-core dev CPU, see its JSON):
 - ``torchscript``: ``torch.jit.trace`` at (height, width) then ``torch.jit.optimize_for_inference`` (freeze, conv+BN
   folding, oneDNN layout on CPU). Only the full-resolution disparity is computed (unused heads are pruned).
 - ``onnxruntime``: legacy ``torch.onnx.export(..., dynamo=False)`` run by ONNX Runtime's CPU provider.
+- ``onnxruntime_int8``: the int8 files of ``bwdp export --format onnx --int8`` (folder ``int8_dir``; refused when
+  they were made from other weights or another size, see bwdp_core.inference.int8). Approximate: never ``auto``.
 - ``bf16``: ``channels_last`` under ``torch.autocast(dtype=bfloat16)`` (AMX / tensor cores); about 3 significant
   digits in depth and pose, so opt-in only.
 - ``auto``: ``onnxruntime`` on CPU (``torchscript`` if onnxruntime is not installed), ``channels_last`` on CUDA.
@@ -17,6 +19,12 @@ Backends (numbers from ``bench/infer.py`` on the 2-core dev CPU, see its JSON):
   54 ms, channels_last 57 ms, onnxruntime 59 ms, eager 65 ms), but as soon as another process competes for the cores
   PyTorch's OpenMP threads stall each other (256x832 with one busy neighbour: torchscript 1.95 s, onnxruntime 0.49 s).
   A robot's CPU is always shared with other nodes, so the backend that degrades gracefully is the default.
+Every backend runs only the full-resolution disparity head of DispNet (``num_scales=1``; the coarser heads only
+serve the training loss). DispNet and PoseNet share no encoder (3- vs 6-channel input, separate weights), so there is
+no encoder computation to share between them.
+ONNX Runtime sessions get ``num_threads`` intra-op threads for PoseNet and ``depth_threads`` for DispNet, and their
+idle threads sleep instead of spinning (``ort_spinning=False``): a spinning pool holds the cores that another
+process, or our own depth thread, needs (bench/infer.py ``--contend`` measures both).
 The given networks are deep-copied: the caller's modules are not modified.
 """
 from __future__ import annotations
@@ -24,20 +32,22 @@ from __future__ import annotations
 import copy
 import io
 import warnings
+from pathlib import Path
 from typing import Optional
 
 import torch
 from torch import nn
 
 from bwdp_core.errors import ConfigError
+from bwdp_core.inference.int8 import INT8_FILES, check_int8_export
 
 try:  # a declared dependency, but `auto` still works without it (torchscript on CPU), so a missing one is no error
     import onnxruntime as ort
 except ImportError:  # pragma: no cover - only on an install without onnxruntime
     ort = None
 
-BACKENDS = ("auto", "eager", "channels_last", "torchscript", "onnxruntime", "bf16")
-CPU_ONLY_BACKENDS = ("onnxruntime",)
+BACKENDS = ("auto", "eager", "channels_last", "torchscript", "onnxruntime", "onnxruntime_int8", "bf16")
+CPU_ONLY_BACKENDS = ("onnxruntime", "onnxruntime_int8")
 
 # What ``auto`` stands for, per device (resolve_backend reads these; the node's `inference_backend` description is
 # built from them by describe_backends, so the documentation cannot drift from the code).
@@ -62,7 +72,7 @@ class _DepthFromDisp(nn.Module):
         self.disp_net = disp_net
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
-        disps, _ = self.disp_net(img)
+        disps, _ = self.disp_net(img, num_scales=1)  # the coarser heads are not computed
         return 1.0 / disps[0]
 
 
@@ -108,12 +118,17 @@ def optimize_for_inference(
     backend: str = "auto",
     device: Optional[str | torch.device] = None,
     num_threads: Optional[int] = None,
+    depth_threads: Optional[int] = None,
+    int8_dir: Optional[str | Path] = None,
+    ort_spinning: bool = False,
 ) -> InferenceRunner:
     """Prepare both networks for fast inference at (height, width); returns an :class:`InferenceRunner`.
 
-    ``device`` defaults to the device of ``disp_net``'s parameters. ``num_threads`` only matters for ONNX Runtime
-    (defaults to ``torch.get_num_threads()``). Raises ConfigError for an unknown backend, ``onnxruntime`` on a
-    non-CPU device, or a size not divisible by 32.
+    ``device`` defaults to the device of ``disp_net``'s parameters. ``num_threads`` (PoseNet) and ``depth_threads``
+    (DispNet, default ``num_threads``) only matter for ONNX Runtime (default ``torch.get_num_threads()``);
+    ``ort_spinning`` lets its idle threads spin. ``int8_dir``: the ``bwdp export --int8`` folder, required by
+    ``onnxruntime_int8``. Raises ConfigError for an unknown backend, a CPU-only backend on another device, a
+    missing or mismatching int8 export, or a size not divisible by 32.
     """
     if backend not in BACKENDS:
         raise ConfigError(f"inference backend {backend!r} is unknown (choose one of {', '.join(BACKENDS)})")
@@ -131,10 +146,19 @@ def optimize_for_inference(
         "eager": _build_eager,
         "channels_last": _build_channels_last,
         "torchscript": _build_torchscript,
-        "onnxruntime": _build_onnxruntime,
         "bf16": _build_bf16,
     }
-    depth_fn, pose_fn = builders[backend](depth_model, pose_net, example, num_threads)
+    threads = int(num_threads or torch.get_num_threads())
+    ort_threads = {"pose": threads, "depth": int(depth_threads or threads), "spinning": bool(ort_spinning)}
+    if backend == "onnxruntime_int8":
+        if not int8_dir:
+            raise ConfigError("inference backend 'onnxruntime_int8' needs the folder of `bwdp export --format onnx "
+                              "--int8` (int8_dir / the node parameter int8_model_dir)")
+        depth_fn, pose_fn = _build_onnxruntime_int8(Path(int8_dir), disp_net, pose_net, height, width, ort_threads)
+    elif backend == "onnxruntime":
+        depth_fn, pose_fn = _build_onnxruntime(depth_model, pose_net, example, ort_threads)
+    else:
+        depth_fn, pose_fn = builders[backend](depth_model, pose_net, example, threads)
     runner = InferenceRunner(backend, height, width, device, depth_fn, pose_fn)
     runner.depth(example)  # warm-up: first calls pay for oneDNN primitive creation / JIT profiling
     runner.pose(example, example)
@@ -191,15 +215,42 @@ def _build_torchscript(depth_model, pose_net, example, num_threads):
     return depth_ts, pose_ts
 
 
-def _build_onnxruntime(depth_model, pose_net, example, num_threads):
-    if ort is None:  # pragma: no cover - onnxruntime is a declared dependency
-        raise ConfigError("inference backend 'onnxruntime' needs the onnxruntime package (pip install onnxruntime)")
+def session_options(num_threads: int, spinning: bool = False):
+    """ONNX Runtime CPU session options: ``num_threads`` intra-op threads (1 = run in the calling thread), one
+    inter-op thread, all graph optimisations; idle pool threads sleep unless ``spinning``."""
     options = ort.SessionOptions()
-    options.intra_op_num_threads = int(num_threads or torch.get_num_threads())
+    options.intra_op_num_threads = int(num_threads)
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    return options
 
-    def session(model, args, input_names, output_name):
+
+def _require_onnxruntime(backend: str) -> None:
+    if ort is None:  # pragma: no cover - onnxruntime is a declared dependency
+        raise ConfigError(f"inference backend {backend!r} needs the onnxruntime package (pip install onnxruntime)")
+
+
+def _ort_functions(depth_sess, pose_sess, depth_from_output):
+    """(depth_fn, pose_fn) over two ONNX Runtime sessions; ``depth_from_output`` maps the depth graph's output."""
+    depth_input = depth_sess.get_inputs()[0].name
+    pose_inputs = [i.name for i in pose_sess.get_inputs()]
+
+    def depth_fn(img):
+        output = depth_sess.run(None, {depth_input: img.detach().contiguous().numpy()})[0]
+        return depth_from_output(torch.from_numpy(output))
+
+    def pose_fn(tgt, ref):
+        feeds = dict(zip(pose_inputs, (tgt.detach().contiguous().numpy(), ref.detach().contiguous().numpy())))
+        return torch.from_numpy(pose_sess.run(None, feeds)[0])
+
+    return depth_fn, pose_fn
+
+
+def _build_onnxruntime(depth_model, pose_net, example, threads):
+    _require_onnxruntime("onnxruntime")
+
+    def session(model, args, input_names, output_name, num_threads):
         buffer = io.BytesIO()
         dynamic = {name: {0: "batch"} for name in (*input_names, output_name)}
         with torch.no_grad(), warnings.catch_warnings():
@@ -208,16 +259,20 @@ def _build_onnxruntime(depth_model, pose_net, example, num_threads):
                 model, args, buffer, input_names=list(input_names), output_names=[output_name],
                 dynamic_axes=dynamic, opset_version=17, dynamo=False,
             )
+        options = session_options(num_threads, threads["spinning"])
         return ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
 
-    depth_sess = session(depth_model, (example,), ("img",), "depth")
-    pose_sess = session(pose_net, (example, example), ("tgt", "ref"), "pose")
+    depth_sess = session(depth_model, (example,), ("img",), "depth", threads["depth"])
+    pose_sess = session(pose_net, (example, example), ("tgt", "ref"), "pose", threads["pose"])
+    return _ort_functions(depth_sess, pose_sess, lambda depth: depth)
 
-    def depth_fn(img):
-        return torch.from_numpy(depth_sess.run(None, {"img": img.detach().contiguous().numpy()})[0])
 
-    def pose_fn(tgt, ref):
-        feeds = {"tgt": tgt.detach().contiguous().numpy(), "ref": ref.detach().contiguous().numpy()}
-        return torch.from_numpy(pose_sess.run(None, feeds)[0])
-
-    return depth_fn, pose_fn
+def _build_onnxruntime_int8(folder: Path, disp_net, pose_net, height, width, threads):
+    _require_onnxruntime("onnxruntime_int8")
+    manifest = check_int8_export(folder, disp_net, pose_net, height, width)
+    depth_sess, pose_sess = (
+        ort.InferenceSession(str(folder / INT8_FILES[name]), session_options(threads[role], threads["spinning"]),
+                             providers=["CPUExecutionProvider"])
+        for name, role in (("depth_net", "depth"), ("pose_net", "pose")))
+    returns_disparity = manifest.get("depth_output", "disparity") == "disparity"
+    return _ort_functions(depth_sess, pose_sess, (lambda disp: 1.0 / disp) if returns_disparity else (lambda d: d))

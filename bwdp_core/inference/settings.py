@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Optional
 from bwdp_core.device import DEVICES
 from bwdp_core.frames import OPTICAL_RPY
 from bwdp_core.inference.backends import BACKENDS, describe_backends
+from bwdp_core.inference.ground_scale import MAX_CAMERA_HEIGHT
 
 Check = Callable[[Any], Optional[str]]  # value -> None when fine, else the reason it is rejected
 
@@ -112,6 +113,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("inference_backend", "auto", f"network runtime: {describe_backends()}", one_of(*BACKENDS), True),
     Setting("num_threads", 0, "torch CPU threads (0 = torch's default)", non_negative_int, True),
     Setting("warmup_iterations", 2, "network runs on a blank frame before the first real one", non_negative_int, True),
+    Setting("int8_model_dir", "", "folder written by `bwdp export --format onnx --int8` from this checkpoint; "
+            "required by inference_backend onnxruntime_int8 (approximate: see bench/int8_accuracy.py)", any_string,
+            True),
+    Setting("depth_every_n", 1, "DispNet on every n-th processed frame (PoseNet runs on all of them; depth in a "
+            "thread of its own, so a depth pass never delays odometry)", Number(minimum=1, integer=True)),
+    Setting("depth_when_subscribed", True, "run DispNet only while something subscribes to depth or "
+            "depth/camera_info", any_bool),
+    Setting("depth_threads", 1, "ONNX Runtime threads of the depth network (1 = in the lower-priority depth "
+            "thread itself; 0 = as num_threads)", non_negative_int, True),
     Setting("camera_xyz", [0.0, 0.0, 0.0], "camera optical frame origin in base_link (m)", vector(3), True),
     Setting("camera_rpy", [OPTICAL_RPY[0], OPTICAL_RPY[1], OPTICAL_RPY[2]],
             "camera optical frame orientation in base_link, roll pitch yaw (rad, fixed axes); the default is "
@@ -126,6 +136,28 @@ SETTINGS: tuple[Setting, ...] = (
             "lost for that frame; PoseNet learnt motion between nearby frames); 0 = no limit", non_negative),
     Setting("max_speed", 0.0, "faster motion estimates (m/s, after metric_scale) are rejected as tracking lost; "
             "0 = no limit", non_negative),
+    Setting("camera_height", 0.0, "height of the camera above the ground (m): > 0 measures the metric scale from the "
+            "ground plane in every depth map (it replaces metric_scale once the road is seen) and applies it to "
+            "depth, odometry and twist; 0 = off", Number(minimum=0, maximum=MAX_CAMERA_HEIGHT)),
+    Setting("ground_max_tilt", 15.0, "the ground plane's normal may differ this much (deg) from the mount's up "
+            "(vehicle pitch/roll, slopes); with camera_height", Number(minimum=0, exclusive_minimum=True, maximum=60)),
+    Setting("adapt", False, "online self-supervised adaptation: a background worker fine-tunes the networks on the "
+            "incoming frames with the training loss and swaps the weights in without pausing inference", any_bool,
+            True),
+    Setting("adapt_buffer_size", 64, "adapt: recent frames kept for training (network size, only frames that moved "
+            "enough)", Number(minimum=3, integer=True), True),
+    Setting("adapt_steps_per_swap", 20, "adapt: training steps between two hand-overs of the weights to inference",
+            Number(minimum=1, integer=True), True),
+    Setting("adapt_lr", 1.0e-4, "adapt: learning rate (Adam)", Number(minimum=0, exclusive_minimum=True, maximum=1),
+            True),
+    Setting("adapt_share", 0.5, "adapt: fraction of wall time the worker may compute (CPU/GPU share; it also runs "
+            "at a lower OS priority with adapt_threads torch threads)", Number(minimum=0, exclusive_minimum=True,
+                                                                            maximum=1), True),
+    Setting("adapt_min_parallax", 1.0, "adapt: a frame enters the training buffer once the image moved this many "
+            "pixels (network size; estimated translation x focal length / median depth) since the last one kept",
+            non_negative, True),
+    Setting("adapt_threads", 1, "adapt: torch CPU threads of the training worker", Number(minimum=1, integer=True),
+            True),
     Setting("fx", 0.0, "intrinsics fallback when camera_info is missing or unusable (pixels of the incoming "
             "image; 0 = not given, wait for camera_info)", non_negative),
     Setting("fy", 0.0, "intrinsics fallback: focal length y (pixels)", non_negative),
@@ -171,6 +203,9 @@ def check_across(values: Mapping[str, Any]) -> list[str]:
     fxy = [merged[k] for k in ("fx", "fy")]
     if any(fxy) and not all(fxy):
         reasons.append("give both fx and fy (> 0) or neither")
+    if merged["inference_backend"] == "onnxruntime_int8" and not merged["int8_model_dir"]:
+        reasons.append("inference_backend onnxruntime_int8 needs int8_model_dir (the folder of `bwdp export "
+                       "--format onnx --int8 --calibration SOURCE`)")
     return reasons
 
 

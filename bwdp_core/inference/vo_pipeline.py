@@ -15,14 +15,19 @@ Poses: PoseNet(tgt=current, ref=previous) gives T_{t->r} = T_prev_cur (camera mo
 chain is T_c0_ccur = T_c0_cprev @ T_prev_cur; the robot pose follows through the rigid mount
 (:func:`bwdp_core.frames.camera_motion_to_base`). The odom frame is base_link at the first frame after a reset.
 
-Scale: monocular estimates are up to one unknown global scale; ``metric_scale`` multiplies every translation and every
-depth (the two share the scale). Choose it as (a known distance) / (the same distance in the output), e.g. the
-``scale`` that ``bwdp replay --gt`` prints for a recorded run with ground truth, or camera height / estimated ground
-depth.
+Scale: monocular estimates are up to one unknown global scale; one factor multiplies every translation and every
+depth (the two share the scale). It is ``metric_scale`` (a known distance / the same distance in the output, e.g. the
+``scale`` that ``bwdp replay --gt`` prints), or, with ``camera_height`` > 0, the ground-plane scale measured in every
+depth map and filtered over time (:mod:`bwdp_core.inference.ground_scale`; ``metric_scale`` until the road is seen).
+
+Adaptation: an optional ``weights_provider`` (:mod:`bwdp_core.inference.adaptation`) sees every processed frame and may
+hand over new weights; they are swapped in between two frames, and the depth ratio new / old it reports is divided out
+(``unit_correction``), so depth and odometry stay continuous across a swap.
 """
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Optional
 
@@ -33,10 +38,17 @@ from bwdp_core.checkpoint import load_models
 from bwdp_core.data.sources import as_intrinsics
 from bwdp_core.device import resolve_device
 from bwdp_core.errors import ConfigError, DataError
-from bwdp_core.frames import camera_motion_to_base, rotation_to_rotvec, transform_from_xyz_rpy
+from bwdp_core.frames import (
+    camera_motion_to_base,
+    rotation_to_rotvec,
+    transform_from_xyz_rpy,
+    with_nearest_rotation,
+)
 from bwdp_core.geometry import pose_vec_to_mat
 from bwdp_core.inference import settings
+from bwdp_core.inference.adaptation import AdaptSample, WeightsProvider
 from bwdp_core.inference.backends import optimize_for_inference
+from bwdp_core.inference.ground_scale import GroundScale, GroundScaleConfig, ScaleStatus
 from bwdp_core.inference.preprocess import image_to_tensor
 
 
@@ -65,17 +77,23 @@ class DepthPoseEstimator:
     """
 
     def __init__(self, checkpoint: str | os.PathLike, device: str = "auto", warmup_iterations: int = 2,
-                 num_threads: int = 0, backend: str = "auto"):
+                 num_threads: int = 0, backend: str = "auto", int8_dir: str | os.PathLike | None = None,
+                 depth_threads: int = 0):
         self.device = resolve_device(device)
+        self.num_threads = int(num_threads)
         if num_threads > 0:
             torch.set_num_threads(int(num_threads))
         self.checkpoint = str(checkpoint)
         disp_net, pose_net, meta = load_models(checkpoint, device=str(self.device))
         self.height, self.width = int(meta["height"]), int(meta["width"])
+        # (fx/W, fy/H, cx/W, cy/H) of the training camera when the checkpoint records it (the geometry check)
+        self.training_intrinsics = meta.get("intrinsics")
         # backend "auto": see bwdp_core.inference.backends (AUTO_ON_CPU / AUTO_ON_GPU, resolve_backend)
         self.runner = optimize_for_inference(disp_net.eval(), pose_net.eval(), self.height, self.width,
                                              backend=backend, device=self.device,
-                                             num_threads=num_threads if num_threads > 0 else None)
+                                             num_threads=num_threads if num_threads > 0 else None,
+                                             depth_threads=depth_threads if depth_threads > 0 else None,
+                                             int8_dir=int8_dir or None)
         self.backend = self.runner.backend
         self.warmup(warmup_iterations)
 
@@ -111,7 +129,8 @@ class DepthPoseEstimator:
 
 # the settings (bwdp_core.inference.settings) that VOConfig holds as they are; T_base_camera is built from
 # camera_xyz + camera_rpy
-VO_SETTINGS = ("metric_scale", "min_depth", "max_depth", "max_frame_gap", "max_speed")
+VO_SETTINGS = ("metric_scale", "min_depth", "max_depth", "max_frame_gap", "max_speed", "camera_height",
+               "ground_max_tilt")
 
 
 def _default_mount() -> np.ndarray:
@@ -127,6 +146,8 @@ class VOConfig:
     max_depth: float = settings.default("max_depth")          # depth above this -> NaN; 0 = no limit
     max_frame_gap: float = settings.default("max_frame_gap")  # s; a longer gap -> no motion estimate (tracking lost)
     max_speed: float = settings.default("max_speed")          # m/s (after metric_scale); faster -> tracking lost
+    camera_height: float = settings.default("camera_height")  # m above the ground; > 0: scale from the ground plane
+    ground_max_tilt: float = settings.default("ground_max_tilt")  # deg between the ground normal and the mount's up
     T_base_camera: np.ndarray = field(default_factory=_default_mount)  # camera mount (camera_xyz, camera_rpy)
 
     @classmethod
@@ -163,14 +184,18 @@ class VOFrame:
     """Everything one processed frame yields. Poses 4x4 float64; velocities in base_link axes."""
 
     stamp_ns: int
-    depth: np.ndarray                 # float32 [h,w] (x metric_scale), NaN where invalid; optical frame of the image
-    K_depth: np.ndarray               # 3x3 intrinsics of `depth`
+    depth: Optional[np.ndarray]       # float32 [h,w] (x metric_scale), NaN where invalid; optical frame of the image
+    K_depth: Optional[np.ndarray]     # 3x3 intrinsics of `depth` (both None when process(with_depth=False))
     T_odom_base: np.ndarray           # robot pose in odom (odom = base_link at the first frame after a reset)
     T_start_camera: np.ndarray        # camera pose w.r.t. the first camera after a reset (optical axes)
     linear_velocity: np.ndarray       # (3,) m/s in base_link (of the current frame)
     angular_velocity: np.ndarray      # (3,) rad/s in base_link
     tracking: str                     # "ok" | "initialising" (first frame after a reset) | "lost"
-    event: Optional[str] = None       # one line worth logging (reset, tracking lost), else None
+    event: Optional[str] = None       # one line worth logging (reset, tracking lost, ground lost), else None
+    scale: float = 1.0                # metres per network unit applied to this frame (metric_scale or ground scale)
+    scale_spread: float = 0.0         # relative spread of the recent ground-plane measurements (0 without)
+    frames_since_ground: int = 0      # frames since the last accepted ground fit (0 without camera_height)
+    weights_version: int = 0          # adapted weights in use (0 = the checkpoint's)
 
     @property
     def tracking_lost(self) -> bool:
@@ -186,14 +211,35 @@ class VisualOdometry:
     vo.reset()                                       # odometry back to identity
     """
 
-    def __init__(self, estimator: DepthPoseEstimator, config: VOConfig | None = None):
+    def __init__(self, estimator: DepthPoseEstimator, config: VOConfig | None = None,
+                 weights_provider: Optional[WeightsProvider] = None):
         self.estimator = estimator
         self.config = (config or VOConfig()).validate()
+        self.weights_provider = weights_provider
+        self.weights_version = 0
+        self.unit_correction = 1.0  # network units of the weights in use -> units of the original weights
+        self.ground = self._make_ground_scale(self.config)
+        self._scale_lock = threading.Lock()
+        self._last_scale: Optional[ScaleStatus] = None  # the newest ground fit (PoseNet-only frames use it)
+        self._last_median_depth = float("nan")  # network units, of the newest depth frame (for adaptation)
         self.reset()
+
+    @staticmethod
+    def _make_ground_scale(config: VOConfig) -> Optional[GroundScale]:
+        if config.camera_height <= 0:
+            return None
+        cfg = GroundScaleConfig(camera_height=config.camera_height, max_tilt_deg=config.ground_max_tilt)
+        return GroundScale(cfg, config.T_base_camera, initial=config.metric_scale)
+
+    @property
+    def scale_status(self) -> Optional[ScaleStatus]:
+        """The ground-plane scale's state (None without camera_height)."""
+        return None if self.ground is None else self.ground.status
 
     def reset(self) -> None:
         """Forget the previous frame; the next frame starts the odometry at identity."""
         self._prev_tensor: Optional[torch.Tensor] = None
+        self.last_input: Optional[torch.Tensor] = None
         self._prev_stamp_ns: Optional[int] = None
         self.T_start_camera = np.eye(4)
         self.T_odom_base = np.eye(4)
@@ -201,11 +247,16 @@ class VisualOdometry:
 
     def update_config(self, **changes) -> None:
         """Change settings between frames (validated first; the old config stays on error)."""
+        old = self.config
         self.config = replace(self.config, **changes).validate()
+        ground_keys = ("camera_height", "ground_max_tilt", "T_base_camera")
+        if any(not np.array_equal(getattr(old, k), getattr(self.config, k)) for k in ground_keys):
+            self.ground = self._make_ground_scale(self.config)
+            self._last_scale = None
 
-    def _depth_with_invalid_as_nan(self, depth: np.ndarray) -> np.ndarray:
+    def _depth_with_invalid_as_nan(self, depth: np.ndarray, scale: float) -> np.ndarray:
         cfg = self.config
-        depth = depth * np.float32(cfg.metric_scale)
+        depth = depth * np.float32(scale)
         invalid = ~np.isfinite(depth) | (depth <= 0) | (depth < cfg.min_depth)
         if cfg.max_depth > 0:
             invalid |= depth > cfg.max_depth
@@ -213,21 +264,53 @@ class VisualOdometry:
         return depth.astype(np.float32, copy=False)
 
     def _camera_motion(self, x_cur: torch.Tensor, dt: float) -> tuple[Optional[np.ndarray], Optional[str]]:
-        """T_prev_cur (translation x metric_scale), or (None, reason) when the step cannot be trusted."""
+        """T_prev_cur in network units (of the original weights), or (None, reason) when it cannot be computed."""
         cfg = self.config
         if dt > cfg.max_frame_gap > 0:
             return None, f"tracking lost: {dt:.3f} s between frames exceeds max_frame_gap {cfg.max_frame_gap} s"
         T = self.estimator.relative_pose(x_cur, self._prev_tensor)
         if not np.all(np.isfinite(T)):
             return None, "tracking lost: the pose network returned a non-finite motion"
-        T[:3, 3] *= cfg.metric_scale
+        T[:3, 3] *= self.unit_correction
+        return T, None
+
+    def _metric_motion(self, T_units: np.ndarray, scale: float, dt: float) -> tuple[Optional[np.ndarray],
+                                                                                   Optional[str]]:
+        """T_prev_cur with its translation in metres, or (None, reason) when it is faster than max_speed."""
+        cfg = self.config
+        T = T_units.copy()
+        T[:3, 3] *= scale
         if cfg.max_speed > 0 and dt > 0 and np.linalg.norm(T[:3, 3]) / dt > cfg.max_speed:
             speed = np.linalg.norm(T[:3, 3]) / dt
             return None, f"tracking lost: estimated speed {speed:.2f} m/s exceeds max_speed {cfg.max_speed} m/s"
         return T, None
 
-    def process(self, image_rgb: np.ndarray, K: np.ndarray, stamp_ns: int) -> VOFrame:
+    def depth_frame(self, x: torch.Tensor, K: np.ndarray, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """DispNet on a network input ``x`` [1,3,h,w] of an image of size ``image_hw`` with intrinsics ``K`` ->
+        (depth float32 [h,w] x the scale, NaN where invalid; its 3x3 K). Thread-safe against :meth:`process`:
+        bwdp_core.inference.scheduling runs it in a thread of its own; with camera_height it also updates the
+        ground-plane scale (under a lock)."""
+        depth, K_depth, _, _ = self._depth_and_scale(x, K, image_hw)
+        return depth, K_depth
+
+    def _depth_and_scale(self, x: torch.Tensor, K: np.ndarray, image_hw: tuple[int, int]):
+        """(depth x scale with NaN invalid, K_depth, depth in network units, ScaleStatus or None) for input ``x``."""
+        depth_units = self.estimator.depth(x) * np.float32(self.unit_correction)
+        K_depth = scale_intrinsics_to(K, image_hw, depth_units.shape)
+        valid = depth_units[np.isfinite(depth_units) & (depth_units > 0)]
+        self._last_median_depth = float(np.median(valid)) if valid.size else float("nan")
+        status = None
+        if self.ground is not None:
+            with self._scale_lock:
+                status = self._last_scale = self.ground.update(depth_units, K_depth)
+        scale = status.scale if status is not None else self.config.metric_scale
+        return self._depth_with_invalid_as_nan(depth_units, scale), K_depth, depth_units, status
+
+    def process(self, image_rgb: np.ndarray, K: np.ndarray, stamp_ns: int, with_depth: bool = True) -> VOFrame:
         """One frame: uint8 RGB [H,W,3], its 3x3 intrinsics, its stamp (int ns) -> :class:`VOFrame`.
+
+        ``with_depth=False``: PoseNet only (the frame's depth and K_depth are None); the network input stays in
+        ``last_input`` for a later :meth:`depth_frame`.
 
         Raises DataError for an unusable image or K (the state is unchanged then). K follows the one camera-matrix
         rule (:mod:`bwdp_core.inference.intrinsics`, whose picker gives the node and `bwdp replay` their K).
@@ -235,6 +318,7 @@ class VisualOdometry:
         K = as_intrinsics(K, "the frame's camera matrix")
         stamp_ns = int(stamp_ns)
         x_cur = self.estimator.to_tensor(image_rgb)  # validates the image
+        self.last_input = x_cur
 
         event = None
         if self._prev_stamp_ns is not None and stamp_ns < self._prev_stamp_ns:
@@ -242,28 +326,56 @@ class VisualOdometry:
                      "(bag loop or clock jump)")
             self.reset()
 
-        depth = self._depth_with_invalid_as_nan(self.estimator.depth(x_cur))
-        K_depth = scale_intrinsics_to(K, image_rgb.shape[:2], depth.shape)
+        self._take_new_weights()
+        if with_depth:
+            depth, K_depth, _, status = self._depth_and_scale(x_cur, K, image_rgb.shape[:2])
+            event = event or (status.event if status is not None else None)
+        else:  # PoseNet only: the scale of the last depth frame
+            depth = K_depth = None
+            status = self._last_scale
+        scale, spread, since_ground = ((status.scale, status.spread, status.frames_since_good) if status is not None
+                                       else (self.config.metric_scale, 0.0, 0))
         zero = np.zeros(3)
         linear, angular = zero, zero
+        T_units = None
         if self._prev_tensor is None:
             tracking = TRACKING_INIT
         else:
             dt = (stamp_ns - self._prev_stamp_ns) / 1e9
-            T_cam, reason = self._camera_motion(x_cur, dt)
+            T_units, reason = self._camera_motion(x_cur, dt)
+            T_cam = None
+            if T_units is not None:
+                T_cam, reason = self._metric_motion(T_units, scale, dt)
             if T_cam is None:
                 tracking, event = TRACKING_LOST, event or reason
             else:
                 tracking = TRACKING_OK
                 T_base = camera_motion_to_base(T_cam, self.config.T_base_camera)
-                self.T_start_camera = self.T_start_camera @ T_cam
-                self.T_odom_base = self.T_odom_base @ T_base
+                # chained float poses drift off SO(3); keep them rotations (tools such as evo refuse the others)
+                self.T_start_camera = with_nearest_rotation(self.T_start_camera @ T_cam)
+                self.T_odom_base = with_nearest_rotation(self.T_odom_base @ T_base)
                 if dt > 0:
                     linear = T_base[:3, 3] / dt
                     angular = rotation_to_rotvec(T_base[:3, :3]) / dt
         self._prev_tensor, self._prev_stamp_ns = x_cur, stamp_ns
         self.frames_since_reset += 1
+        if self.weights_provider is not None:
+            K_net = K_depth if K_depth is not None else scale_intrinsics_to(K, image_rgb.shape[:2], self.estimator.size)
+            self.weights_provider.observe(AdaptSample(
+                image=x_cur, K=K_net, stamp_ns=stamp_ns, tracking=tracking,
+                T_prev_cur=T_units if tracking == TRACKING_OK else None,
+                median_depth=self._last_median_depth))  # of the newest depth frame (this one when it has depth)
         return VOFrame(stamp_ns=stamp_ns, depth=depth, K_depth=K_depth, T_odom_base=self.T_odom_base.copy(),
                        T_start_camera=self.T_start_camera.copy(), linear_velocity=np.array(linear),
-                       angular_velocity=np.array(angular), tracking=tracking, event=event)
+                       angular_velocity=np.array(angular), tracking=tracking, event=event, scale=float(scale),
+                       scale_spread=spread, frames_since_ground=since_ground, weights_version=self.weights_version)
+
+    def _take_new_weights(self) -> None:
+        """Swap in weights the provider has ready (one reference assignment; never waits for training)."""
+        update = self.weights_provider.take_update() if self.weights_provider is not None else None
+        if update is None:
+            return
+        self.estimator.runner = update.runner
+        self.unit_correction /= float(update.depth_ratio)
+        self.weights_version = update.version
 

@@ -84,7 +84,8 @@ class DispHead(nn.Module):
 class DispDecoder(nn.Module):
     """Five upsampling levels from 1/32 to full resolution; disparity heads at 1/8, 1/4, 1/2 and 1/1.
 
-    forward(features: 5 encoder maps) -> list of 4 disparities [B,1,H/2^s,W/2^s], s = 0..3 (full resolution first).
+    forward(features: 5 encoder maps, num_scales=4) -> list of ``num_scales`` disparities [B,1,H/2^s,W/2^s],
+    s = 0..num_scales-1 (full resolution first). Inference asks for 1: the heads of the coarser scales are not run.
     """
 
     def __init__(self, num_ch_enc: List[int], channels: Tuple[int, ...] = DECODER_CHANNELS):
@@ -101,24 +102,28 @@ class DispDecoder(nn.Module):
         self.head1 = DispHead(c1)
         self.head0 = DispHead(c0)
 
-    def forward(self, features: List[torch.Tensor]) -> List[torch.Tensor]:
+    def forward(self, features: List[torch.Tensor], num_scales: int = NUM_SCALES) -> List[torch.Tensor]:
+        disps = []
         x = self.level4(features[4], features[3])
         x = self.level3(x, features[2])
-        disp3 = self.head3(x)
+        if num_scales > 3:
+            disps.append(self.head3(x))
         x = self.level2(x, features[1])
-        disp2 = self.head2(x)
+        if num_scales > 2:
+            disps.append(self.head2(x))
         x = self.level1(x, features[0])
-        disp1 = self.head1(x)
+        if num_scales > 1:
+            disps.append(self.head1(x))
         x = self.level0(x, None)
-        disp0 = self.head0(x)
-        return [disp0, disp1, disp2, disp3]
+        disps.append(self.head0(x))
+        return disps[::-1]
 
 
 class DispNet(nn.Module):
     """Monocular disparity network.
 
-    forward(img [B,3,H,W] RGB in [0,1], H and W divisible by 32) -> (disps, features):
-        disps:    list of 4 tensors [B,1,H/2^s,W/2^s], s = 0..3, values in (0.01, 10.01)
+    forward(img [B,3,H,W] RGB in [0,1], H and W divisible by 32, num_scales=4) -> (disps, features):
+        disps:    list of ``num_scales`` tensors [B,1,H/2^s,W/2^s], s = 0.., values in (0.01, 10.01)
         features: the 5 encoder feature maps (see ResNetEncoder), used by the feature-perception loss (eq. 5).
     ``pretrained_path``: optional torchvision ImageNet ResNet state-dict file for the encoder.
     """
@@ -131,6 +136,6 @@ class DispNet(nn.Module):
             self.encoder.load_imagenet_weights(pretrained_path)
         self.decoder = DispDecoder(self.encoder.num_ch_enc)
 
-    def forward(self, img: torch.Tensor) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+    def forward(self, img: torch.Tensor, num_scales: int = NUM_SCALES) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
         features = self.encoder(normalize_image(img))
-        return self.decoder(features), features
+        return self.decoder(features, num_scales), features

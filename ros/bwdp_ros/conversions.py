@@ -10,13 +10,14 @@ from typing import Optional
 
 import numpy as np
 from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Pose, PoseStamped, Transform, TransformStamped
 from nav_msgs.msg import Odometry
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from bwdp_core.data.image_msgs import decode_compressed, decode_image
-from bwdp_core.frames import matrix_to_quaternion
+from bwdp_core.frames import matrix_to_quaternion, quaternion_to_matrix
 
 
 def stamp_to_ns(stamp: Time) -> int:
@@ -53,21 +54,16 @@ def depth_to_image(depth: np.ndarray, header: Header) -> Image:
     return msg
 
 
-def depth_camera_info(K_depth: np.ndarray, size_hw: tuple[int, int], header: Header,
-                      source: Optional[CameraInfo] = None) -> CameraInfo:
-    """CameraInfo of the depth image: K (and P) at the depth size; distortion and R copied from the source info."""
+def depth_camera_info(K_depth: np.ndarray, size_hw: tuple[int, int], header: Header) -> CameraInfo:
+    """CameraInfo of the depth image (REP 118, what depth_image_proc reads): K and P at the depth size, R identity, no
+    distortion -- the network image is the rectified input resized (or centre-cropped, then resized)."""
     info = CameraInfo()
     info.header = header
     info.height, info.width = int(size_hw[0]), int(size_hw[1])
-    if source is not None and len(source.d) and source.distortion_model:
-        info.distortion_model = source.distortion_model
-        info.d = [float(x) for x in source.d]
-    else:
-        info.distortion_model = "plumb_bob"
-        info.d = [0.0] * 5
+    info.distortion_model = "plumb_bob"
+    info.d = [0.0] * 5
     info.k = [float(x) for x in np.asarray(K_depth, dtype=np.float64).reshape(9)]
-    R = np.asarray(source.r, dtype=np.float64) if source is not None else np.zeros(9)
-    info.r = [float(x) for x in (R if np.any(R) else np.eye(3).reshape(9))]
+    info.r = [float(x) for x in np.eye(3).reshape(9)]
     P = np.zeros((3, 4))
     P[:, :3] = K_depth
     info.p = [float(x) for x in P.reshape(12)]
@@ -120,3 +116,52 @@ def pose_stamped(T: np.ndarray, stamp: Time, frame: str) -> PoseStamped:
     msg.header.frame_id = frame
     msg.pose = matrix_to_pose(T)
     return msg
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# point cloud, TF in, diagnostics
+# ----------------------------------------------------------------------------------------------------------------------
+_CLOUD_FIELDS = (("x", 0), ("y", 4), ("z", 8), ("rgb", 12))  # all FLOAT32; rgb packed 0x00RRGGBB (PCL convention)
+
+
+def point_cloud_msg(points: np.ndarray, rgb: Optional[np.ndarray], header: Header) -> PointCloud2:
+    """points float32 [N,3] (+ uint8 colours [N,3]) -> unorganised, NaN-free sensor_msgs/PointCloud2 (x y z [rgb])."""
+    fields = _CLOUD_FIELDS if rgb is not None else _CLOUD_FIELDS[:3]
+    byte_order = ">" if sys.byteorder == "big" else "<"
+    dtype = np.dtype({"names": [name for name, _ in fields], "formats": [byte_order + "f4"] * len(fields),
+                      "offsets": [offset for _, offset in fields], "itemsize": 4 * len(fields)})
+    records = np.zeros(len(points), dtype=dtype)
+    for axis, name in enumerate("xyz"):
+        records[name] = points[:, axis]
+    if rgb is not None:
+        rgb = np.asarray(rgb, dtype=np.uint32)
+        packed = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
+        records["rgb"] = packed.astype(byte_order + "u4").view(byte_order + "f4")
+    msg = PointCloud2()
+    msg.header = header
+    msg.height, msg.width = 1, len(points)
+    msg.fields = [PointField(name=name, offset=offset, datatype=PointField.FLOAT32, count=1) for name, offset in fields]
+    msg.is_bigendian = sys.byteorder == "big"
+    msg.point_step = dtype.itemsize
+    msg.row_step = msg.point_step * msg.width
+    msg.is_dense = True
+    msg.data = records.tobytes()
+    return msg
+
+
+def transform_to_matrix(tf: Transform) -> np.ndarray:
+    """geometry_msgs/Transform -> 4x4 float64."""
+    T = np.eye(4)
+    r = tf.rotation
+    T[:3, :3] = quaternion_to_matrix(r.x, r.y, r.z, r.w)
+    T[:3, 3] = (tf.translation.x, tf.translation.y, tf.translation.z)
+    return T
+
+
+def diagnostic_array(name: str, hardware_id: str, level: int, message: str, values, stamp: Time) -> DiagnosticArray:
+    """One diagnostic_msgs/DiagnosticStatus (values: (key, text) pairs) in a DiagnosticArray."""
+    status = DiagnosticStatus(level=bytes([int(level)]), name=name, message=message, hardware_id=hardware_id,
+                              values=[KeyValue(key=str(k), value=str(v)) for k, v in values])
+    array = DiagnosticArray(status=[status])
+    array.header.stamp = stamp
+    return array

@@ -1,6 +1,6 @@
 """Start the bwdp visual-odometry node next to a camera driver (or `ros2 bag play --clock`).
 
-    ros2 launch bwdp_ros vo.launch.py checkpoint:=/path/model.pt image:=/camera/image_raw \
+    ros2 launch bwdp_ros vo.launch.py checkpoint:=/path/model.pt image:=/camera/image_rect \
         camera_info:=/camera/camera_info
     ros2 bag play my_bag --clock &  ros2 launch bwdp_ros vo.launch.py checkpoint:=... use_sim_time:=true
 
@@ -27,7 +27,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("params_file", default_value=default_params, description="node parameters (YAML)"),
         DeclareLaunchArgument("checkpoint", description="bwdp checkpoint (.pt) with DispNet + PoseNet"),
         DeclareLaunchArgument("device", default_value="auto", description="inference device: auto, cuda or cpu"),
-        DeclareLaunchArgument("image", default_value="/camera/image_raw", description="input image topic"),
+        DeclareLaunchArgument("image", default_value="/camera/image_rect",
+                              description="input image topic (rectified: the network assumes a pinhole camera)"),
         DeclareLaunchArgument("camera_info", default_value="/camera/camera_info", description="input CameraInfo topic"),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="use /clock (true with `ros2 bag play --clock`)"),

@@ -76,7 +76,9 @@ class VoNodeProcess:
             self.args += ["--params-file", str(params_file)]
         if checkpoint is not None:
             self.args += ["-p", _param_arg("checkpoint", str(checkpoint))]
-        for name, value in (params or {}).items():
+        # no robot here: the node publishes its camera_xyz / camera_rpy mount unless told otherwise
+        params = {"publish_camera_tf": True, **(params or {})}
+        for name, value in params.items():
             self.args += ["-p", _param_arg(name, value)]
         for src, dst in (remaps or {}).items():
             self.args += ["-r", f"{src}:={dst}"]
