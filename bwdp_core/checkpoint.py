@@ -51,7 +51,10 @@ def make_checkpoint(
     num_layers = int(getattr(disp_net, "num_layers", 18))
     ckpt: Dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
-        "model": {"num_layers": num_layers, "height": int(height), "width": int(width)},
+        "model": {"num_layers": num_layers, "height": int(height), "width": int(width),
+                  # a non-default decoder is recorded so that load_models rebuilds the same network
+                  **({"decoder_norm": disp_net.decoder_norm}
+                     if getattr(disp_net, "decoder_norm", "none") != "none" else {})},
         "disp_net": {k: v.detach().cpu() for k, v in disp_net.state_dict().items()},
         "pose_net": {k: v.detach().cpu() for k, v in pose_net.state_dict().items()},
         "step": int(step),
@@ -139,7 +142,8 @@ def build_models(model_meta: Dict[str, Any],
         raise CheckpointError(f"model metadata lacks 'num_layers': {model_meta!r}")
     try:
         num_layers = int(model_meta["num_layers"])
-        return DispNet(num_layers, pretrained_path), PoseNet(num_layers, pretrained_path)
+        disp_net = DispNet(num_layers, pretrained_path, decoder_norm=str(model_meta.get("decoder_norm", "none")))
+        return disp_net, PoseNet(num_layers, pretrained_path)
     except (ConfigError, TypeError, ValueError) as exc:
         raise CheckpointError(f"model metadata {model_meta!r}: {exc}") from None
 

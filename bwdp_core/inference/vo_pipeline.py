@@ -34,10 +34,23 @@ from bwdp_core.data.sources import as_intrinsics
 from bwdp_core.device import resolve_device
 from bwdp_core.errors import ConfigError, DataError
 from bwdp_core.frames import camera_motion_to_base, rotation_to_rotvec, transform_from_xyz_rpy
-from bwdp_core.geometry import pose_vec_to_mat
+from bwdp_core.geometry import depth_std_over_mean, near_constant_depth_message, pose_vec_to_mat
 from bwdp_core.inference import settings
 from bwdp_core.inference.backends import optimize_for_inference
 from bwdp_core.inference.preprocess import image_to_tensor
+
+
+def near_constant_depth_warning(depths, checkpoint: str) -> Optional[str]:
+    """One warning line when a checkpoint's depth maps are near-constant (a collapsed DispNet, issue 13), else None.
+
+    depths: depth maps [h,w] (numpy or torch, network units) of the first real frames; the statistic is the mean of
+    their std / mean (bwdp_core.geometry.depth_std_over_mean; threshold NEAR_CONSTANT_DEPTH). Used once per
+    checkpoint load by VisualOdometry (the node, `bwdp replay`) and by `bwdp vo`.
+    """
+    stats = [float(depth_std_over_mean(torch.as_tensor(np.asarray(d, dtype=np.float64))[None])[0]) for d in depths]
+    if not stats:
+        return None
+    return near_constant_depth_message(float(np.mean(stats)), f"checkpoint {checkpoint}")
 
 
 def scale_intrinsics_to(K: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:
@@ -171,6 +184,7 @@ class VOFrame:
     angular_velocity: np.ndarray      # (3,) rad/s in base_link
     tracking: str                     # "ok" | "initialising" (first frame after a reset) | "lost"
     event: Optional[str] = None       # one line worth logging (reset, tracking lost), else None
+    warning: Optional[str] = None     # one line to log as a warning (near-constant depth of the checkpoint), else None
 
     @property
     def tracking_lost(self) -> bool:
@@ -189,6 +203,7 @@ class VisualOdometry:
     def __init__(self, estimator: DepthPoseEstimator, config: VOConfig | None = None):
         self.estimator = estimator
         self.config = (config or VOConfig()).validate()
+        self._depth_checked = False  # the near-constant-depth check runs once, on the first real frame
         self.reset()
 
     def reset(self) -> None:
@@ -242,7 +257,12 @@ class VisualOdometry:
                      "(bag loop or clock jump)")
             self.reset()
 
-        depth = self._depth_with_invalid_as_nan(self.estimator.depth(x_cur))
+        raw_depth = self.estimator.depth(x_cur)
+        warning = None
+        if not self._depth_checked:
+            self._depth_checked = True
+            warning = near_constant_depth_warning([raw_depth], self.estimator.checkpoint)
+        depth = self._depth_with_invalid_as_nan(raw_depth)
         K_depth = scale_intrinsics_to(K, image_rgb.shape[:2], depth.shape)
         zero = np.zeros(3)
         linear, angular = zero, zero
@@ -265,5 +285,6 @@ class VisualOdometry:
         self.frames_since_reset += 1
         return VOFrame(stamp_ns=stamp_ns, depth=depth, K_depth=K_depth, T_odom_base=self.T_odom_base.copy(),
                        T_start_camera=self.T_start_camera.copy(), linear_velocity=np.array(linear),
-                       angular_velocity=np.array(angular), tracking=tracking, event=event)
+                       angular_velocity=np.array(angular), tracking=tracking, event=event,
+                       warning=warning)
 

@@ -64,7 +64,8 @@ def build_loss_config(cfg: dict):
 def build_networks(cfg: dict):
     """(DispNet, PoseNet) from ``model`` (ImageNet encoder weights from ``model.pretrained`` when given)."""
 
-    meta = {"num_layers": cfg["model"]["num_layers"], "height": cfg["data"]["height"], "width": cfg["data"]["width"]}
+    meta = {"num_layers": cfg["model"]["num_layers"], "height": cfg["data"]["height"], "width": cfg["data"]["width"],
+            "decoder_norm": cfg["model"]["decoder_norm"]}
     return build_models(meta, cfg["model"]["pretrained"] or None)
 
 

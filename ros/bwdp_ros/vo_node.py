@@ -232,6 +232,8 @@ class VoNode(Node):
             frame = self.vo.process(rgb, K, conv.stamp_to_ns(msg.header.stamp))
             if frame.event and frame.tracking == "initialising":
                 self._path.poses = []
+        if frame.warning:
+            self.get_logger().warning(frame.warning)
         if frame.event:
             if frame.tracking_lost:
                 self.reject("tracking_lost", frame.event)
