@@ -112,7 +112,7 @@ def eval_folder(disp_net, folder: str, height: int, width: int, grey: bool = Tru
     from bwdp_core.data.sources import read_image_file
     from bwdp_core.eval.depth_metrics import evaluate_depth_image
     from bwdp_core.eval.eval_depth import data_root_samples
-    from bwdp_core.eval.inference import predict_depth
+    from bwdp_core.inference.preprocess import predict_depth
 
     res = []
     for sample in data_root_samples(folder):
