@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_train_config import run_bwdp, tiny_config
 
 from bwdp_core.checkpoint import build_models, make_checkpoint, save_checkpoint
 from bwdp_core.geometry import NEAR_CONSTANT_DEPTH, depth_std_over_mean
@@ -121,3 +122,29 @@ def test_vo_does_not_warn_for_a_trained_toy_model(tmp_path, street):
     ckpt = _structured_checkpoint(tmp_path / "toy.pt", street)
     out = _first_frames(ckpt, street)
     assert all(f.warning is None for f in out)
+
+
+def test_bwdp_train_progress_warns_when_depth_stays_flat(tmp_path):
+    # DispNet's random initialisation is near-constant (std/mean ~0.02 < 0.05): with a 2-step window the warning is
+    # due at step 2 of a 3-step run, and it reaches the progress output once
+    cfg = tiny_config(tmp_path / "c.yaml", iterations=3, frames=5, batch=2, train={"collapse_window": 2})
+    proc = run_bwdp("train", "--config", cfg, "--out", tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = proc.stdout + proc.stderr
+    assert text.count("WARNING: depth is near-constant") == 1, text[-3000:]
+
+
+def test_bwdp_vo_warns_for_a_constant_depth_checkpoint(tmp_path, street):
+    import cv2
+
+    images, K, _ = street
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        rgb = (images[i].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        cv2.imwrite(str(folder / f"{i:06d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    (folder / "cam.txt").write_text(f"{K[0, 0]:.3f} {K[1, 1]:.3f} {K[0, 2]:.3f} {K[1, 2]:.3f}\n")
+    ckpt = make_constant_motion_checkpoint(tmp_path / "flat.pt", HEIGHT, WIDTH, depth=5.0)
+    proc = run_bwdp("vo", "--checkpoint", ckpt, "--images", folder, "--out", tmp_path / "traj.txt", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("near-constant depth") == 1, proc.stderr[-2000:]
