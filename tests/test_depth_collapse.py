@@ -148,3 +148,21 @@ def test_bwdp_vo_warns_for_a_constant_depth_checkpoint(tmp_path, street):
     proc = run_bwdp("vo", "--checkpoint", ckpt, "--images", folder, "--out", tmp_path / "traj.txt", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.count("near-constant depth") == 1, proc.stderr[-2000:]
+
+
+def test_group_norm_decoder_is_recorded_and_rebuilt_from_the_checkpoint(tmp_path):
+    from bwdp_core.checkpoint import load_models
+
+    torch.manual_seed(0)
+    disp_net, pose_net = build_models({"num_layers": 18, "height": HEIGHT, "width": WIDTH, "decoder_norm": "group"})
+    assert isinstance(disp_net.decoder.level0.fuse.norm, torch.nn.GroupNorm)
+    ckpt = make_checkpoint(disp_net, pose_net, HEIGHT, WIDTH)
+    assert ckpt["model"]["decoder_norm"] == "group"
+    save_checkpoint(tmp_path / "gn.pt", ckpt)
+    loaded, _, meta = load_models(tmp_path / "gn.pt")
+    x = torch.rand(1, 3, HEIGHT, WIDTH)
+    with torch.no_grad():
+        assert torch.equal(loaded(x)[0][0], disp_net.eval()(x)[0][0])
+    # the default decoder writes no key, so older checkpoints and tools see the same metadata as before
+    plain = make_checkpoint(*build_models({"num_layers": 18}), HEIGHT, WIDTH)
+    assert "decoder_norm" not in plain["model"]
