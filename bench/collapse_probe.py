@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import time
 from pathlib import Path
 
@@ -110,7 +112,7 @@ def eval_folder(disp_net, folder: str, height: int, width: int, grey: bool = Tru
     from bwdp_core.data.sources import read_image_file
     from bwdp_core.eval.depth_metrics import evaluate_depth_image
     from bwdp_core.eval.eval_depth import data_root_samples
-    from bwdp_core.eval.inference import predict_depth
+    from bwdp_core.inference.preprocess import predict_depth
 
     res = []
     for sample in data_root_samples(folder):
@@ -142,6 +144,11 @@ def main(argv=None) -> int:
     p.add_argument("--eval-frames", default="10,80,150")
     p.add_argument("--eval-folder", default=None)
     p.add_argument("--init", default=None, help="checkpoint to start from (bwdp checkpoint with disp_net/pose_net)")
+    p.add_argument("--decoder-norm", default="none", help="DispNet decoder normalisation: none | group")
+    p.add_argument("--clip", type=float, default=0.0, help="max global gradient norm (0 = none)")
+    p.add_argument("--warmup", type=int, default=0, help="linear lr warm-up steps (0 = none)")
+    p.add_argument("--translation-scale", type=float, default=None, help="PoseNet output factor (default 0.01)")
+    p.add_argument("--activations", action="store_true", help="record decoder activation magnitudes at probes")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -154,11 +161,20 @@ def main(argv=None) -> int:
 
     cfg = loss_config(args.preset, **json.loads(args.overrides))
     tgt_all, refs_all, K_all, depth_all, ds = load_snippets(args.data, args.height, args.width)
-    disp_net, pose_net = build_models({"num_layers": 18, "height": args.height, "width": args.width})
+    disp_net, pose_net = build_models({"num_layers": 18, "height": args.height, "width": args.width,
+                                       "decoder_norm": args.decoder_norm})
     if args.init:
         state = torch.load(args.init, map_location="cpu", weights_only=False)
         disp_net.load_state_dict(state["disp_net"])
         pose_net.load_state_dict(state["pose_net"])
+    if args.translation_scale is not None:
+        pose_net.output_scale = args.translation_scale
+    acts = {}
+    if args.activations:
+        for name, mod in disp_net.decoder.named_modules():
+            if name.count(".") == 1 and name.split(".")[1] in ("reduce", "fuse"):
+                mod.register_forward_hook(lambda m, i, o, n=name: acts.__setitem__(
+                    n, (float(o.detach().abs().max()), float(o.detach().max()))))
     params = list(disp_net.parameters()) + list(pose_net.parameters())
     opt = torch.optim.Adam(params, lr=args.lr)
     disp_net.train()
@@ -169,6 +185,9 @@ def main(argv=None) -> int:
     for step in range(1, args.steps + 1):
         idx = torch.from_numpy(rng.choice(len(tgt_all), args.batch, replace=False))
         tgt, refs, K = tgt_all[idx], [refs_all[idx, j] for j in range(refs_all.shape[1])], K_all[idx]
+        if args.warmup:
+            for group in opt.param_groups:
+                group["lr"] = args.lr * min(1.0, step / args.warmup)
         pred = predict_snippet(disp_net, pose_net, tgt, refs, cfg)
         total, terms, _ = total_loss(cfg, tgt, refs, K, pred)
         probe = step == 1 or step % args.probe_every == 0 or step == args.steps
@@ -205,17 +224,25 @@ def main(argv=None) -> int:
             d = (1.0 / disp[: args.batch]).detach()
             rec["batch_depth_std_over_mean"] = float((d.flatten(1).std(1) / d.flatten(1).mean(1)).mean())
             rec.update({k: float(v) for k, v in terms.items()})
+            rec["disp_saturated_fraction"] = float((disp[: args.batch] > 0.99 * 10.0).float().mean())
+            if acts:
+                rec["decoder_max_activation"] = max(v[0] for v in acts.values())
+                rec["dead_elu_layers"] = sum(1 for v in acts.values() if v[1] < -0.9)  # every output ~ -1
             probes.append(rec)
             short = {k: (float(f"{v:.3g}") if isinstance(v, float) else v) for k, v in rec.items()}
             print(json.dumps(short), flush=True)
         opt.zero_grad(set_to_none=True)
         total.backward()
+        if args.clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, args.clip)
         opt.step()
         log.append(float(total.detach()))
     train_s = time.perf_counter() - t0
 
     disp_net.eval()
     result = {"args": vars(args), "loss_cfg": cfg.to_dict(), "train_seconds": train_s, "probes": probes,
+              "machine": {"load_average": os.getloadavg(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
+                          "torch_threads": torch.get_num_threads()},
               "loss_first_last": [log[0], float(np.mean(log[-20:]))]}
     frames = []
     with torch.no_grad():
@@ -248,7 +275,9 @@ def main(argv=None) -> int:
     summary = {"preset": args.preset, "overrides": args.overrides, "lr": args.lr,
                "frames": [(f["frame"], round(f["std_over_mean"], 3), round(f["top_over_bottom"], 3)) for f in frames],
                "train_mode_std": [round(x, 3) for x in result["train_mode_std_over_mean"]],
-               "train_s": round(train_s, 1)}
+               "train_s": round(train_s, 1), "final_probe": {k: probes[-1].get(k) for k in (
+                   "decoder_max_activation", "dead_elu_layers", "disp_saturated_fraction",
+                   "batch_depth_std_over_mean")}}
     if "eval_folder" in result:
         summary["demo_abs_rel"] = round(result["eval_folder"]["abs_rel"], 3)
         summary["demo_a1"] = round(result["eval_folder"]["a1"], 3)

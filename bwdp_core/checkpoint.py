@@ -53,6 +53,8 @@ def make_checkpoint(
     rotation_scale = float(getattr(pose_net, "rotation_scale", POSE_SCALE))
     if rotation_scale != POSE_SCALE:  # only when not the default, so existing checkpoints read the same
         model["rotation_scale"] = rotation_scale
+    if getattr(disp_net, "decoder_norm", "none") != "none":  # a non-default decoder, so load_models rebuilds it
+        model["decoder_norm"] = disp_net.decoder_norm
     ckpt: Dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
         "model": model,
@@ -147,7 +149,8 @@ def build_models(model_meta: Dict[str, Any],
         rotation_scale = float(model_meta.get("rotation_scale", POSE_SCALE))
         if not rotation_scale > 0:
             raise ValueError(f"rotation_scale must be positive, got {rotation_scale}")
-        return DispNet(num_layers, pretrained_path), PoseNet(num_layers, pretrained_path, rotation_scale)
+        disp_net = DispNet(num_layers, pretrained_path, decoder_norm=str(model_meta.get("decoder_norm", "none")))
+        return disp_net, PoseNet(num_layers, pretrained_path, rotation_scale)
     except (ConfigError, TypeError, ValueError) as exc:
         raise CheckpointError(f"model metadata {model_meta!r}: {exc}") from None
 

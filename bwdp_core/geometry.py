@@ -238,3 +238,23 @@ def _inverse_warp(ref_img, tgt_depth, ref_depth, T_tgt_to_ref, K) -> WarpResult:
     projected_depth = None if ref_depth is None else sampled[:, channels:]
     return WarpResult(warped=warped, valid_mask=valid.to(ref_img.dtype), projected_depth=projected_depth,
                       computed_depth=z.clamp(min=MIN_DEPTH), flow=flow)
+
+
+#: depth std / mean below which a depth map counts as near-constant ("collapsed", issue 13). Collapsed training runs
+#: measured 0.000-0.002 and a random-init DispNet 0.02; a weakly structured model 0.08 and real street depth ~0.5+
+#: (README, "Why depth went flat, and the fix"), so 0.05 separates them with a margin on both sides.
+NEAR_CONSTANT_DEPTH = 0.05
+
+
+def depth_std_over_mean(depth: torch.Tensor) -> torch.Tensor:
+    """Depth-structure statistic per map: std / mean (0 = constant).  [B,1,H,W] or [B,H,W] -> [B]; no gradient."""
+    flat = depth.detach().flatten(1).double()
+    return (flat.std(1) / flat.mean(1).abs().clamp(min=1e-12)).to(depth.dtype)
+
+
+def near_constant_depth_message(std_over_mean: float, what: str) -> str | None:
+    """The one warning line for a near-constant depth (std/mean < NEAR_CONSTANT_DEPTH), or None when structured."""
+    if std_over_mean >= NEAR_CONSTANT_DEPTH:
+        return None
+    return (f"warning: {what} predicts near-constant depth (std/mean {std_over_mean:.4f} < {NEAR_CONSTANT_DEPTH}): "
+            "the depth network has collapsed; its depth (and poses trained with it) are not trustworthy")

@@ -34,6 +34,11 @@ def test_train_end_to_end_loss_falls_and_logs(tmp_path):
     assert photo[-4:].mean() < 0.9 * photo[:4].mean(), photo.round(4)
     # ... and not by the trivial route of masking every pixel away
     assert min(t["valid_fraction"] for t in losses[-4:]) > 0.5
+    # the collapse / mask-guard statistics of issue 13 are logged every step
+    for key in ("depth_std_over_mean", "occluded_fraction_pre_guard", "occlusion_guard_rate",
+                "pose_pair_disagreement_deg"):
+        assert all(key in t and np.isfinite(t[key]) for t in losses), key
+    assert all(0.0 <= t["occlusion_guard_rate"] <= 1.0 for t in losses)
 
     # -- validation with GT depth -> AbsRel decides best.pt
     vals = [r for r in rows if "val" in r]

@@ -254,6 +254,8 @@ def _replay_frames(args, vo: VisualOdometry, adapter: Optional[Adapter], infos, 
             if skipped[reason] == 1:
                 log(f"frame at {stamp / 1e9:.6f} s skipped: {reason}")
             continue
+        if frame.warning:
+            log(frame.warning)
         if frame.event:
             events.append(f"{stamp / 1e9:.6f}: {frame.event}")
             log(frame.event)

@@ -7,9 +7,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
+import torch
 
 from bwdp_core.checkpoint import load_models
 from bwdp_core.data.image_folder import ImageFolderSource
@@ -18,7 +20,11 @@ from bwdp_core.errors import DataError
 from bwdp_core.eval.trajectory_io import write_trajectory
 from bwdp_core.eval.vo import open_kitti_sequence, run_pipeline, run_vo
 from bwdp_core.inference import settings
-from bwdp_core.inference.vo_pipeline import DepthPoseEstimator, VisualOdometry, VOConfig
+from bwdp_core.inference.preprocess import image_to_tensor
+from bwdp_core.inference.vo_pipeline import DepthPoseEstimator, VisualOdometry, VOConfig, near_constant_depth_warning
+
+#: frames whose depth the near-constant-depth check looks at (the first ones of the sequence)
+DEPTH_CHECK_FRAMES = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +65,11 @@ def main(args: argparse.Namespace) -> int:
         raise DataError(f"--fps must be positive, got {args.fps}")
     timestamps = source.timestamps if source.timestamps is not None else np.arange(len(source)) / args.fps
     device = resolve_device(args.device)
+    disp_net, pose_net, meta = load_models(args.checkpoint, device)
+    warning = check_depth_structure(disp_net, source, int(meta["height"]), int(meta["width"]), device,
+                                    args.checkpoint)
+    if warning:
+        print(f"bwdp vo: {warning}", file=sys.stderr, flush=True)
     start = time.perf_counter()
     if args.camera_height:
         config = VOConfig.from_settings({"camera_height": args.camera_height, "ground_max_tilt": args.ground_max_tilt})
@@ -66,7 +77,6 @@ def main(args: argparse.Namespace) -> int:
         poses, scales = run_pipeline(vo, source, timestamps)
         units = f"m; ground-plane scale {scales[-1]:.4f} m per unit"
     else:
-        _, pose_net, meta = load_models(args.checkpoint, device)
         poses = run_vo(pose_net, source, int(meta["height"]), int(meta["width"]), device,
                        batch_size=args.batch_size)
         units = "network units"
@@ -77,3 +87,13 @@ def main(args: argparse.Namespace) -> int:
           f"({(len(poses) - 1) / max(elapsed, 1e-9):.1f} pairs/s on {device}), path length {path_length:.3f} "
           f"({units}) -> {out} [{args.format}]")
     return 0
+
+
+def check_depth_structure(disp_net, source, height: int, width: int, device, checkpoint: str) -> str | None:
+    """DispNet on the first DEPTH_CHECK_FRAMES frames -> the near-constant-depth warning line, or None."""
+    depths = []
+    with torch.inference_mode():
+        for i in range(min(DEPTH_CHECK_FRAMES, len(source))):
+            disps, _ = disp_net(image_to_tensor(source.load_image(i), height, width, device))
+            depths.append((1.0 / disps[0][0, 0]).float().cpu().numpy())
+    return near_constant_depth_warning(depths, checkpoint)

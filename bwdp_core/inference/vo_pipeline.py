@@ -44,12 +44,25 @@ from bwdp_core.frames import (
     transform_from_xyz_rpy,
     with_nearest_rotation,
 )
-from bwdp_core.geometry import pose_vec_to_mat
+from bwdp_core.geometry import depth_std_over_mean, near_constant_depth_message, pose_vec_to_mat
 from bwdp_core.inference import settings
 from bwdp_core.inference.adaptation import AdaptSample, WeightsProvider
 from bwdp_core.inference.backends import optimize_for_inference
 from bwdp_core.inference.ground_scale import GroundScale, GroundScaleConfig, ScaleStatus
 from bwdp_core.inference.preprocess import image_to_tensor
+
+
+def near_constant_depth_warning(depths, checkpoint: str) -> Optional[str]:
+    """One warning line when a checkpoint's depth maps are near-constant (a collapsed DispNet, issue 13), else None.
+
+    depths: depth maps [h,w] (numpy or torch, network units) of the first real frames; the statistic is the mean of
+    their std / mean (bwdp_core.geometry.depth_std_over_mean; threshold NEAR_CONSTANT_DEPTH). Used once per
+    checkpoint load by VisualOdometry (the node, `bwdp replay`) and by `bwdp vo`.
+    """
+    stats = [float(depth_std_over_mean(torch.as_tensor(np.asarray(d, dtype=np.float64))[None])[0]) for d in depths]
+    if not stats:
+        return None
+    return near_constant_depth_message(float(np.mean(stats)), f"checkpoint {checkpoint}")
 
 
 def scale_intrinsics_to(K: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:
@@ -192,6 +205,7 @@ class VOFrame:
     angular_velocity: np.ndarray      # (3,) rad/s in base_link
     tracking: str                     # "ok" | "initialising" (first frame after a reset) | "lost"
     event: Optional[str] = None       # one line worth logging (reset, tracking lost, ground lost), else None
+    warning: Optional[str] = None     # one line to log as a warning (near-constant depth of the checkpoint), else None
     scale: float = 1.0                # metres per network unit applied to this frame (metric_scale or ground scale)
     scale_spread: float = 0.0         # relative spread of the recent ground-plane measurements (0 without)
     frames_since_ground: int = 0      # frames since the last accepted ground fit (0 without camera_height)
@@ -222,6 +236,8 @@ class VisualOdometry:
         self._scale_lock = threading.Lock()
         self._last_scale: Optional[ScaleStatus] = None  # the newest ground fit (PoseNet-only frames use it)
         self._last_median_depth = float("nan")  # network units, of the newest depth frame (for adaptation)
+        self._depth_checked = False  # the near-constant-depth check runs once, on the first depth frame
+        self._pending_warning: Optional[str] = None  # its line, handed out with the next processed frame
         self.reset()
 
     @staticmethod
@@ -296,6 +312,9 @@ class VisualOdometry:
     def _depth_and_scale(self, x: torch.Tensor, K: np.ndarray, image_hw: tuple[int, int]):
         """(depth x scale with NaN invalid, K_depth, depth in network units, ScaleStatus or None) for input ``x``."""
         depth_units = self.estimator.depth(x) * np.float32(self.unit_correction)
+        if not self._depth_checked:  # once per checkpoint: does it produce structured depth at all?
+            self._depth_checked = True
+            self._pending_warning = near_constant_depth_warning([depth_units], self.estimator.checkpoint)
         K_depth = scale_intrinsics_to(K, image_hw, depth_units.shape)
         valid = depth_units[np.isfinite(depth_units) & (depth_units > 0)]
         self._last_median_depth = float(np.median(valid)) if valid.size else float("nan")
@@ -368,7 +387,12 @@ class VisualOdometry:
         return VOFrame(stamp_ns=stamp_ns, depth=depth, K_depth=K_depth, T_odom_base=self.T_odom_base.copy(),
                        T_start_camera=self.T_start_camera.copy(), linear_velocity=np.array(linear),
                        angular_velocity=np.array(angular), tracking=tracking, event=event, scale=float(scale),
-                       scale_spread=spread, frames_since_ground=since_ground, weights_version=self.weights_version)
+                       scale_spread=spread, frames_since_ground=since_ground, weights_version=self.weights_version,
+                       warning=self._take_warning())
+
+    def _take_warning(self) -> Optional[str]:
+        warning, self._pending_warning = self._pending_warning, None
+        return warning
 
     def _take_new_weights(self) -> None:
         """Swap in weights the provider has ready (one reference assignment; never waits for training)."""

@@ -61,6 +61,11 @@ class LossConfig:
     # multi-scale: number of decoder scales used (1 = SC-Release: full-resolution disparity only); coarser scales
     # are upsampled to full resolution for the warping terms
     num_scales: int = 1
+    # scale-invariant warping: every depth of a snippet is divided by the mean depth of its target frame (with the
+    # gradient through the mean) before any warp, so a common scale of all depths changes no loss term and gets no
+    # gradient; PoseNet's translation carries the scale.  Eq. 2 and 6 are ratios of two depths of a pair and do not
+    # change.  Off by default: on its own it did not stop the collapse (issue 13; README "Why depth went flat").
+    scale_invariant_warp: bool = False
     # encoder levels for L_feat (0 = conv1 output at 1/2 resolution, 64 channels)
     feature_levels: tuple = field(default=(0,))
 

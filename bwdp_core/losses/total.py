@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from bwdp_core.errors import ConfigError
-from bwdp_core.geometry import inverse_warp, scale_intrinsics
+from bwdp_core.geometry import depth_std_over_mean, inverse_warp, scale_intrinsics
 from bwdp_core.losses.adaptive import adaptive_weights, depth_difference
 from bwdp_core.losses.config import LossConfig
 from bwdp_core.losses.consistency import depth_structure_consistency
@@ -82,7 +82,10 @@ def total_loss(cfg: LossConfig, tgt_img: torch.Tensor, ref_imgs: List[torch.Tens
             disp_full = F.interpolate(disp, size=(height, width), mode="bilinear", align_corners=False)
         else:
             disp_full = disp
-        target_depth, source_depth = _pairs(1.0 / disp_full, batch, num_refs, both)
+        depth = 1.0 / disp_full
+        if cfg.scale_invariant_warp:
+            depth = scale_normalised_depth(depth, batch)
+        target_depth, source_depth = _pairs(depth, batch, num_refs, both)
         warp = inverse_warp(sources, target_depth, source_depth if need_source_depth else None, poses, K_pairs)
         error = photometric_error(targets, warp.warped, cfg.ssim_weight)
 
@@ -164,8 +167,19 @@ def total_loss(cfg: LossConfig, tgt_img: torch.Tensor, ref_imgs: List[torch.Tens
         if both:
             terms["pose_pair_disagreement_deg"] = rotation_disagreement_deg(
                 pred.poses_tgt_to_ref, pred.poses_ref_to_tgt).mean()
-        terms["depth_std_over_mean"] = depth_structure(target_depth0[:batch]).mean()
+        terms["depth_std_over_mean"] = depth_std_over_mean(target_depth0[:batch]).mean()
     return total, terms, visuals
+
+
+def scale_normalised_depth(depth: torch.Tensor, batch: int) -> torch.Tensor:
+    """Depths of a snippet divided by the mean depth of its target frame (``LossConfig.scale_invariant_warp``).
+
+    depth [(1+N)·B,1,H,W] frame-major (rows [0:B] = targets) -> same shape; the target frames have mean 1.  The mean
+    keeps its gradient, so scaling all depths of a snippet by c leaves the result, and every loss term, unchanged:
+    the common depth scale gets exactly zero gradient.
+    """
+    scale = depth[:batch].mean(dim=(1, 2, 3), keepdim=True)
+    return depth / scale.repeat(depth.shape[0] // batch, 1, 1, 1)
 
 
 def occlusion_for_pairs(cfg: LossConfig, flow: torch.Tensor, source_depth: torch.Tensor, poses: torch.Tensor,
@@ -189,13 +203,6 @@ def rotation_disagreement_deg(T_tgt_to_ref: torch.Tensor, T_ref_to_tgt: torch.Te
     product = T_tgt_to_ref[:, :3, :3] @ T_ref_to_tgt[:, :3, :3]
     cos = ((product.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1.0, 1.0)
     return torch.rad2deg(torch.acos(cos))
-
-
-@torch.no_grad()
-def depth_structure(depth: torch.Tensor) -> torch.Tensor:
-    """Depth-structure statistic per frame: std / mean of the depth map (0 = a constant map).  [B,1,H,W] -> [B]."""
-    flat = depth.flatten(1)
-    return flat.std(1) / flat.mean(1).clamp(min=1e-12)
 
 
 def feature_term(cfg: LossConfig, pred, target_depth: torch.Tensor, poses: torch.Tensor, K: torch.Tensor,

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bwdp_core.errors import ConfigError
 from bwdp_core.nets.resnet_encoder import ResNetEncoder
 
 IMAGE_MEAN = 0.45
@@ -22,6 +23,8 @@ DISP_SCALE = 10.0
 DISP_OFFSET = 0.01
 DECODER_CHANNELS = (16, 32, 64, 128, 256)
 NUM_SCALES = 4
+DECODER_NORMS = ("none", "group")
+GROUPS = 8  # GroupNorm groups per decoder conv (channels 16..256)
 
 
 def normalize_image(img: torch.Tensor, mean: float = IMAGE_MEAN, std: float = IMAGE_STD) -> torch.Tensor:
@@ -35,19 +38,23 @@ def disp_to_depth(disp: torch.Tensor) -> torch.Tensor:
 
 
 class ConvELU(nn.Module):
-    """3x3 convolution with edge-replicating padding followed by ELU; keeps the spatial size.
+    """3x3 convolution with edge-replicating padding, optional GroupNorm, then ELU; keeps the spatial size.
 
     Replicate (not reflect) padding: it avoids zero-padding border artefacts like reflection does, and also works on the
     1-pixel-high 1/32 map of a 32-pixel-high input, where reflection padding is undefined.
+    ``norm="group"``: GroupNorm (GROUPS groups, learned affine) between conv and ELU, so a coherent drift of the conv
+    weights under Adam cannot blow the activations up (issue 13: from scratch they grew from ~3 to 10^2-10^3 in
+    40 steps and saturated the disparity head); ``"none"``: the method notes' plain conv + ELU.
     """
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, norm: str = "none"):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, padding_mode="replicate")
+        self.norm = nn.GroupNorm(min(GROUPS, out_channels), out_channels) if norm == "group" else nn.Identity()
         self.act = nn.ELU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.conv(x))
+        return self.act(self.norm(self.conv(x)))
 
 
 class UpLevel(nn.Module):
@@ -56,10 +63,10 @@ class UpLevel(nn.Module):
     forward(x [B, C_in, h, w], skip [B, C_skip, 2h, 2w] or None) -> [B, C_out, 2h, 2w]
     """
 
-    def __init__(self, in_channels: int, out_channels: int, skip_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, skip_channels: int, norm: str = "none"):
         super().__init__()
-        self.reduce = ConvELU(in_channels, out_channels)
-        self.fuse = ConvELU(out_channels + skip_channels, out_channels)
+        self.reduce = ConvELU(in_channels, out_channels, norm)
+        self.fuse = ConvELU(out_channels + skip_channels, out_channels, norm)
 
     def forward(self, x: torch.Tensor, skip: Optional[torch.Tensor]) -> torch.Tensor:
         x = F.interpolate(self.reduce(x), scale_factor=2.0, mode="nearest")
@@ -88,15 +95,15 @@ class DispDecoder(nn.Module):
     s = 0..num_scales-1 (full resolution first). Inference asks for 1: the heads of the coarser scales are not run.
     """
 
-    def __init__(self, num_ch_enc: List[int], channels: Tuple[int, ...] = DECODER_CHANNELS):
+    def __init__(self, num_ch_enc: List[int], channels: Tuple[int, ...] = DECODER_CHANNELS, norm: str = "none"):
         super().__init__()
         c0, c1, c2, c3, c4 = channels
         e0, e1, e2, e3, e4 = num_ch_enc
-        self.level4 = UpLevel(e4, c4, e3)  # 1/32 -> 1/16
-        self.level3 = UpLevel(c4, c3, e2)  # -> 1/8
-        self.level2 = UpLevel(c3, c2, e1)  # -> 1/4
-        self.level1 = UpLevel(c2, c1, e0)  # -> 1/2
-        self.level0 = UpLevel(c1, c0, 0)  # -> 1/1, no skip
+        self.level4 = UpLevel(e4, c4, e3, norm)  # 1/32 -> 1/16
+        self.level3 = UpLevel(c4, c3, e2, norm)  # -> 1/8
+        self.level2 = UpLevel(c3, c2, e1, norm)  # -> 1/4
+        self.level1 = UpLevel(c2, c1, e0, norm)  # -> 1/2
+        self.level0 = UpLevel(c1, c0, 0, norm)  # -> 1/1, no skip
         self.head3 = DispHead(c3)
         self.head2 = DispHead(c2)
         self.head1 = DispHead(c1)
@@ -126,15 +133,20 @@ class DispNet(nn.Module):
         disps:    list of ``num_scales`` tensors [B,1,H/2^s,W/2^s], s = 0.., values in (0.01, 10.01)
         features: the 5 encoder feature maps (see ResNetEncoder), used by the feature-perception loss (eq. 5).
     ``pretrained_path``: optional torchvision ImageNet ResNet state-dict file for the encoder.
+    ``decoder_norm``: "none" (method notes) or "group" (GroupNorm in every decoder conv, see ConvELU).
     """
 
-    def __init__(self, num_layers: int = 18, pretrained_path: Optional[str | os.PathLike] = None):
+    def __init__(self, num_layers: int = 18, pretrained_path: Optional[str | os.PathLike] = None,
+                 decoder_norm: str = "none"):
         super().__init__()
+        if decoder_norm not in DECODER_NORMS:
+            raise ConfigError(f"model.decoder_norm must be one of {', '.join(DECODER_NORMS)}, got {decoder_norm!r}")
         self.num_layers = num_layers
+        self.decoder_norm = decoder_norm
         self.encoder = ResNetEncoder(num_layers, in_channels=3)
         if pretrained_path is not None:
             self.encoder.load_imagenet_weights(pretrained_path)
-        self.decoder = DispDecoder(self.encoder.num_ch_enc)
+        self.decoder = DispDecoder(self.encoder.num_ch_enc, norm=decoder_norm)
 
     def forward(self, img: torch.Tensor, num_scales: int = NUM_SCALES) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
         features = self.encoder(normalize_image(img))

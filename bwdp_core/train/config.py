@@ -16,6 +16,7 @@ import yaml
 
 from bwdp_core.device import DEVICES
 from bwdp_core.errors import ConfigError
+from bwdp_core.nets.disp_net import DECODER_NORMS
 
 # sub-trees whose keys belong to another module: data sources (bwdp_core.data.build) and loss fields (LossConfig)
 FREE_FORM = {("data", "source"), ("data", "val_source"), ("loss", "overrides"), ("loss", "weights")}
@@ -169,6 +170,7 @@ def validate_config(cfg: dict) -> None:
     _require(cfg, "model.pretrained", (str, type(None)), hint="a path or null")
     _require(cfg, "model.init", (str, type(None)), hint="a bwdp checkpoint path or null")
     _require(cfg, "model.rotation_scale", (int, float), lambda v: v > 0, "a positive number")
+    _require(cfg, "model.decoder_norm", str, lambda v: v in DECODER_NORMS, f"one of {', '.join(DECODER_NORMS)}")
     _require(cfg, "loss.preset", str, hint="a preset name")
     _require(cfg, "data.height", int, lambda v: v >= 32 and v % 32 == 0, "a positive multiple of 32")
     _require(cfg, "data.width", int, lambda v: v >= 32 and v % 32 == 0, "a positive multiple of 32")
@@ -200,7 +202,7 @@ def validate_config(cfg: dict) -> None:
     _require(cfg, "train.seed", int, nonneg, "a non-negative integer")
     for key in ("log_every", "ckpt_every"):
         _require(cfg, f"train.{key}", int, pos, "at least 1")
-    for key in ("image_every", "val_every", "val_batches", "threads"):
+    for key in ("image_every", "val_every", "val_batches", "threads", "collapse_window"):
         _require(cfg, f"train.{key}", int, nonneg, "non-negative (0 = off/default)")
     _require(cfg, "train.amp", bool, hint="true or false")
     _require(cfg, "train.device", str, lambda v: v in DEVICES,

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from bwdp_core.geometry import NEAR_CONSTANT_DEPTH
+
 
 def colorize(values: torch.Tensor, cmap: str = "magma", invert: bool = False) -> np.ndarray:
     """A [H,W] map -> uint8 RGB [H,W,3], normalised by its 5th..95th percentile (robust to sky / outliers)."""
@@ -35,6 +37,31 @@ def _logged_step(line: str) -> int:
         return -1  # a line cut short by a kill: dropped
 
 
+class CollapseMonitor:
+    """Watches the per-step depth-structure statistic (loss term ``depth_std_over_mean``, the batch's target depth
+    std / mean) and returns one warning line when it stayed below NEAR_CONSTANT_DEPTH for ``window`` consecutive
+    steps; it warns again only after the depth has recovered and collapsed anew (issue 13)."""
+
+    def __init__(self, window: int):
+        self.window = int(window)
+        self.flat_steps = 0
+        self.warned = False
+
+    def update(self, step: int, std_over_mean: float) -> str | None:
+        if self.window <= 0:
+            return None
+        if std_over_mean >= NEAR_CONSTANT_DEPTH:
+            self.flat_steps, self.warned = 0, False
+            return None
+        self.flat_steps += 1
+        if self.flat_steps < self.window or self.warned:
+            return None
+        self.warned = True
+        return (f"step {step}: WARNING: depth is near-constant (std/mean {std_over_mean:.4f} < {NEAR_CONSTANT_DEPTH}) "
+                f"for {self.flat_steps} steps: the depth network has collapsed (README, \"Why depth went flat, and "
+                "the fix\"); the loss curve and the poses can look fine meanwhile")
+
+
 class NullLogger:
     """What ranks other than 0 use: every call does nothing."""
 
@@ -49,9 +76,11 @@ class NullLogger:
 class TrainLogger(NullLogger):
     """tqdm + TensorBoard SummaryWriter (OUT/tensorboard) + one JSON line per log interval (OUT/metrics.jsonl)."""
 
-    def __init__(self, out: str | Path, log_every: int, show_progress: bool = True, resume_step: int | None = None):
+    def __init__(self, out: str | Path, log_every: int, show_progress: bool = True, resume_step: int | None = None,
+                 collapse_window: int = 100):
         """``resume_step``: a resumed run drops what the interrupted run logged after its checkpoint (TensorBoard
-        events via purge_step, metrics.jsonl lines), so every step appears once."""
+        events via purge_step, metrics.jsonl lines), so every step appears once. ``collapse_window``: steps of
+        near-constant depth before the progress output warns (CollapseMonitor; 0 = never)."""
         from torch.utils.tensorboard import SummaryWriter  # slow to import (~2 s): only when a run logs
 
         self.out = Path(out)
@@ -65,6 +94,7 @@ class TrainLogger(NullLogger):
             jsonl.write_text("".join(line + "\n" for line in kept))
         self.jsonl = open(jsonl, "a", buffering=1)
         self.bar = None
+        self.collapse = CollapseMonitor(collapse_window)
         self._sums: dict[str, float] = {}
         self._count = 0
         self._t0 = time.perf_counter()
@@ -86,6 +116,10 @@ class TrainLogger(NullLogger):
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{total_loss:.4f}", refresh=False)
+        if "depth_std_over_mean" in terms:
+            warning = self.collapse.update(step, terms["depth_std_over_mean"])
+            if warning:
+                self.message(warning)
         if step % self.log_every == 0:
             means = {k: v / self._count for k, v in self._sums.items()}
             elapsed = time.perf_counter() - self._t0

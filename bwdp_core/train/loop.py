@@ -158,7 +158,8 @@ def _start_logging(cfg, ctx: DistContext, data: TrainData, state: TrainingState,
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     ckpt_io.remove_stale_temp_files(ckpt_dir)
     (out / "config.yaml").write_text(dump_config(cfg))
-    logger = TrainLogger(out, cfg["train"]["log_every"], show_progress, resume_step=state.step if resumed else None)
+    logger = TrainLogger(out, cfg["train"]["log_every"], show_progress, resume_step=state.step if resumed else None,
+                         collapse_window=int(cfg["train"]["collapse_window"]))
     where = f"resuming at step {state.step}" if resumed else "starting"
     logger.message(f"bwdp train: {where}; {len(data.train_set)} training snippets, {data.steps_per_epoch} "
                    f"steps/epoch, {ctx.world_size} process(es) on {ctx.device.type}, "

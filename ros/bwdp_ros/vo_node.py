@@ -450,6 +450,8 @@ class VoNode(LifecycleNode):
             if frame.event and frame.tracking == "initialising":
                 self._path.poses = []
         self._log_event(frame)
+        if frame.warning:
+            self.get_logger().warning(frame.warning)
         self._publish_odometry(frame, stamp, pose_cov, twist_cov)
         self._record(frame, received)
 
