@@ -65,18 +65,20 @@ def main(args: argparse.Namespace) -> int:
         raise DataError(f"--fps must be positive, got {args.fps}")
     timestamps = source.timestamps if source.timestamps is not None else np.arange(len(source)) / args.fps
     device = resolve_device(args.device)
-    disp_net, pose_net, meta = load_models(args.checkpoint, device)
-    warning = check_depth_structure(disp_net, source, int(meta["height"]), int(meta["width"]), device,
-                                    args.checkpoint)
-    if warning:
-        print(f"bwdp vo: {warning}", file=sys.stderr, flush=True)
-    start = time.perf_counter()
-    if args.camera_height:
+    if args.camera_height:  # the node's processing, frame by frame (it checks the depth itself: frame.warning)
         config = VOConfig.from_settings({"camera_height": args.camera_height, "ground_max_tilt": args.ground_max_tilt})
         vo = VisualOdometry(DepthPoseEstimator(args.checkpoint, device=str(device)), config)
-        poses, scales = run_pipeline(vo, source, timestamps)
+        start = time.perf_counter()
+        poses, scales = run_pipeline(vo, source, timestamps, warn=lambda line: print(f"bwdp vo: {line}",
+                                                                                      file=sys.stderr, flush=True))
         units = f"m; ground-plane scale {scales[-1]:.4f} m per unit"
     else:
+        disp_net, pose_net, meta = load_models(args.checkpoint, device)
+        warning = check_depth_structure(disp_net, source, int(meta["height"]), int(meta["width"]), device,
+                                        args.checkpoint)
+        if warning:
+            print(f"bwdp vo: {warning}", file=sys.stderr, flush=True)
+        start = time.perf_counter()
         poses = run_vo(pose_net, source, int(meta["height"]), int(meta["width"]), device,
                        batch_size=args.batch_size)
         units = "network units"

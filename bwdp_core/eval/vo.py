@@ -76,12 +76,13 @@ def run_vo(pose_net, source, height: int, width: int, device="cpu", progress: bo
     return chain_relative_poses(relative)
 
 
-def run_pipeline(vo, source, timestamps, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def run_pipeline(vo, source, timestamps, progress: bool = True, warn=None) -> tuple[np.ndarray, np.ndarray]:
     """The node's processing (a :class:`~bwdp_core.inference.vo_pipeline.VisualOdometry`) over every frame of a
     FrameSource: (camera poses [N,4,4] w.r.t. the first camera, in the pipeline's units; the scale of each frame [N]).
 
     ``timestamps``: seconds [N] (the pipeline's frame-gap rule uses them). A frame whose motion the pipeline does not
-    trust (tracking lost) keeps the previous pose, as the node's odometry does.
+    trust (tracking lost) keeps the previous pose, as the node's odometry does. ``warn(line)`` gets the pipeline's
+    warnings (a near-constant-depth checkpoint), as the node logs them.
     """
     n = len(source)
     if n < 2:
@@ -89,6 +90,8 @@ def run_pipeline(vo, source, timestamps, progress: bool = True) -> tuple[np.ndar
     poses, scales = [], []
     for i in tqdm(range(n), desc="vo", unit="frame", disable=None if progress else True):
         frame = vo.process(source.load_image(i), source.intrinsics, int(round(float(timestamps[i]) * 1e9)))
+        if frame.warning and warn is not None:
+            warn(frame.warning)
         poses.append(frame.T_start_camera)
         scales.append(frame.scale)
     return np.stack(poses), np.asarray(scales)

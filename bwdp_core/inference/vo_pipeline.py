@@ -314,7 +314,8 @@ class VisualOdometry:
         depth_units = self.estimator.depth(x) * np.float32(self.unit_correction)
         if not self._depth_checked:  # once per checkpoint: does it produce structured depth at all?
             self._depth_checked = True
-            self._pending_warning = near_constant_depth_warning([depth_units], self.estimator.checkpoint)
+            self._pending_warning = near_constant_depth_warning(
+                [depth_units], getattr(self.estimator, "checkpoint", "in use"))
         K_depth = scale_intrinsics_to(K, image_hw, depth_units.shape)
         valid = depth_units[np.isfinite(depth_units) & (depth_units > 0)]
         self._last_median_depth = float(np.median(valid)) if valid.size else float("nan")
