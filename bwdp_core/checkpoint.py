@@ -50,9 +50,10 @@ def make_checkpoint(
     disp_net, pose_net = _unwrap(disp_net), _unwrap(pose_net)
     num_layers = int(getattr(disp_net, "num_layers", 18))
     model = {"num_layers": num_layers, "height": int(height), "width": int(width)}
-    rotation_scale = float(getattr(pose_net, "rotation_scale", POSE_SCALE))
-    if rotation_scale != POSE_SCALE:  # only when not the default, so existing checkpoints read the same
-        model["rotation_scale"] = rotation_scale
+    for key in ("rotation_scale", "translation_scale"):
+        factor = float(getattr(pose_net, key, POSE_SCALE))
+        if factor != POSE_SCALE:  # only when not the default, so existing checkpoints read the same
+            model[key] = factor
     if getattr(disp_net, "decoder_norm", "none") != "none":  # a non-default decoder, so load_models rebuilds it
         model["decoder_norm"] = disp_net.decoder_norm
     ckpt: Dict[str, Any] = {
@@ -137,7 +138,7 @@ def load_checkpoint(path: str | os.PathLike) -> Dict[str, Any]:
 def build_models(model_meta: Dict[str, Any],
                  pretrained_path: Optional[str | os.PathLike] = None) -> Tuple[DispNet, PoseNet]:
     """Build an untrained DispNet and PoseNet from checkpoint metadata ``{"num_layers": 18|50, ...}`` (optional
-    ``"rotation_scale"``: PoseNet's rotation output factor, default 0.01).
+    ``"rotation_scale"`` / ``"translation_scale"``: PoseNet's output factors, default 0.01).
 
     ``pretrained_path``: optional ImageNet ResNet weights file for both encoders (PoseNet's conv1 is duplicated and
     halved). Raises CheckpointError when ``num_layers`` is missing or unsupported.
@@ -146,11 +147,13 @@ def build_models(model_meta: Dict[str, Any],
         raise CheckpointError(f"model metadata lacks 'num_layers': {model_meta!r}")
     try:
         num_layers = int(model_meta["num_layers"])
-        rotation_scale = float(model_meta.get("rotation_scale", POSE_SCALE))
-        if not rotation_scale > 0:
-            raise ValueError(f"rotation_scale must be positive, got {rotation_scale}")
+        factors = {}
+        for key in ("rotation_scale", "translation_scale"):
+            factors[key] = float(model_meta.get(key, POSE_SCALE))
+            if not factors[key] > 0:
+                raise ValueError(f"{key} must be positive, got {factors[key]}")
         disp_net = DispNet(num_layers, pretrained_path, decoder_norm=str(model_meta.get("decoder_norm", "none")))
-        return disp_net, PoseNet(num_layers, pretrained_path, rotation_scale)
+        return disp_net, PoseNet(num_layers, pretrained_path, **factors)
     except (ConfigError, TypeError, ValueError) as exc:
         raise CheckpointError(f"model metadata {model_meta!r}: {exc}") from None
 

@@ -112,23 +112,25 @@ def test_init_from_checkpoint_copies_weights_and_rejects_other_networks(tmp_path
         build_networks(cfg)
 
 
-def test_rotation_scale_scales_only_rotation_and_travels_in_the_checkpoint(tmp_path):
+@pytest.mark.parametrize("key,part", [("rotation_scale", slice(3, 6)), ("translation_scale", slice(0, 3))])
+def test_pose_output_factor_scales_only_its_part_and_travels_in_the_checkpoint(tmp_path, key, part):
     from bwdp_core.checkpoint import build_models, load_models, make_checkpoint, save_checkpoint
 
     torch.manual_seed(0)
-    disp_net, pose_net = build_models({"num_layers": 18, "rotation_scale": 0.1})
+    disp_net, pose_net = build_models({"num_layers": 18, key: 0.1})
     reference = build_models({"num_layers": 18})[1]
     reference.load_state_dict(pose_net.state_dict())
     pose_net.eval(), reference.eval()
     a, b = torch.rand(1, 3, H, W), torch.rand(1, 3, H, W)
     with torch.no_grad():
         scaled, plain = pose_net(a, b), reference(a, b)
-    torch.testing.assert_close(scaled[:, :3], plain[:, :3])
-    torch.testing.assert_close(scaled[:, 3:], 10 * plain[:, 3:])
+    other = [i for i in range(6) if i not in range(6)[part]]
+    torch.testing.assert_close(scaled[:, other], plain[:, other])
+    torch.testing.assert_close(scaled[:, part], 10 * plain[:, part])
     save_checkpoint(tmp_path / "m.pt", make_checkpoint(disp_net, pose_net, H, W))
     _, loaded, meta = load_models(tmp_path / "m.pt")
-    assert meta["rotation_scale"] == 0.1
+    assert meta[key] == 0.1
     with torch.no_grad():
         torch.testing.assert_close(loaded(a, b), scaled)
     save_checkpoint(tmp_path / "d.pt", make_checkpoint(disp_net, reference, H, W))
-    assert "rotation_scale" not in load_checkpoint(tmp_path / "d.pt")["model"]  # default: files read as before
+    assert key not in load_checkpoint(tmp_path / "d.pt")["model"]  # default: files read as before

@@ -3,10 +3,10 @@
 Architecture (method notes, "Networks"): the two frames are normalised and stacked along channels, a ResNet with a
 6-channel first conv encodes them, then 1x1 conv (256) -> 3x3 conv (256) -> 3x3 conv (256) -> 1x1 conv (6), ReLU
 between,
-global mean over the 1/32 map, times 0.01 (keeps the initial motion near identity). The rotation part may use another
-factor (``rotation_scale``): the output of a freshly initialised head moves by a similar amount per Adam step in every
-component, so the factor sets how fast the predicted rotation can grow (see ``model.rotation_scale`` in
-bwdp_core/config/train.yaml).
+global mean over the 1/32 map, times 0.01 (keeps the initial motion near identity). The translation and rotation
+parts may use other factors (``translation_scale``, ``rotation_scale``): the output of a freshly initialised head moves
+by a similar amount per Adam step in every component, so each factor sets how fast that part of the motion can grow
+(see ``model.translation_scale`` / ``model.rotation_scale`` in bwdp_core/config/train.yaml).
 """
 from __future__ import annotations
 
@@ -45,22 +45,23 @@ class PoseNet(nn.Module):
     """Relative pose T_{t->r} (maps points of tgt's camera into ref's camera) as a 6-vector.
 
     forward(tgt [B,3,H,W], ref [B,3,H,W], RGB in [0,1], H and W divisible by 32) -> [B,6] = (tx,ty,tz,rx,ry,rz),
-    already multiplied by 0.01 (rotation: by ``rotation_scale``); convert with ``bwdp_core.geometry.pose_vec_to_mat``.
+    already multiplied by ``translation_scale`` (tx, ty, tz) and ``rotation_scale`` (rx, ry, rz), both 0.01 by default; convert with ``bwdp_core.geometry.pose_vec_to_mat``.
     ``pretrained_path``: optional torchvision ImageNet ResNet state-dict file; its conv1 is duplicated and halved.
     """
 
     def __init__(self, num_layers: int = 18, pretrained_path: Optional[str | os.PathLike] = None,
-                 rotation_scale: float = POSE_SCALE):
+                 rotation_scale: float = POSE_SCALE, translation_scale: float = POSE_SCALE):
         super().__init__()
         self.num_layers = num_layers
         self.rotation_scale = float(rotation_scale)
+        self.translation_scale = float(translation_scale)
         self.encoder = ResNetEncoder(num_layers, in_channels=6)
         if pretrained_path is not None:
             self.encoder.load_imagenet_weights(pretrained_path)
         self.head = PoseHead(self.encoder.num_ch_enc[-1])
-        # (tx, ty, tz) x 0.01, (rx, ry, rz) x rotation_scale; not saved in the state dict (the checkpoint's model
-        # metadata holds rotation_scale), moved with the module by .to()
-        self.register_buffer("output_scale", torch.tensor([POSE_SCALE] * 3 + [self.rotation_scale] * 3),
+        # (tx, ty, tz) x translation_scale, (rx, ry, rz) x rotation_scale; not saved in the state dict (the
+        # checkpoint's model metadata holds both), moved with the module by .to()
+        self.register_buffer("output_scale", torch.tensor([self.translation_scale] * 3 + [self.rotation_scale] * 3),
                              persistent=False)
 
     def forward(self, tgt: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:

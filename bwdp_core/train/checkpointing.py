@@ -115,7 +115,9 @@ def check_compatible(path: Path, ckpt: dict, cfg: dict) -> None:
              ("data.height", saved.get("data", {}).get("height"), cfg["data"]["height"]),
              ("data.width", saved.get("data", {}).get("width"), cfg["data"]["width"]),
              ("model.rotation_scale", saved.get("model", {}).get("rotation_scale", 0.01),
-              cfg["model"].get("rotation_scale", 0.01))]
+              cfg["model"].get("rotation_scale", 0.01)),
+             ("model.translation_scale", saved.get("model", {}).get("translation_scale", 0.01),
+              cfg["model"].get("translation_scale", 0.01))]
     for key, old, new in pairs:
         if old != new:
             raise CheckpointError(f"--resume: {path} was trained with {key}={old}, the config now says {new}")

@@ -170,6 +170,7 @@ def validate_config(cfg: dict) -> None:
     _require(cfg, "model.pretrained", (str, type(None)), hint="a path or null")
     _require(cfg, "model.init", (str, type(None)), hint="a bwdp checkpoint path or null")
     _require(cfg, "model.rotation_scale", (int, float), lambda v: v > 0, "a positive number")
+    _require(cfg, "model.translation_scale", (int, float), lambda v: v > 0, "a positive number")
     _require(cfg, "model.decoder_norm", str, lambda v: v in DECODER_NORMS, f"one of {', '.join(DECODER_NORMS)}")
     _require(cfg, "loss.preset", str, hint="a preset name")
     _require(cfg, "data.height", int, lambda v: v >= 32 and v % 32 == 0, "a positive multiple of 32")

@@ -69,6 +69,7 @@ def build_networks(cfg: dict):
 
     meta = {"num_layers": cfg["model"]["num_layers"], "height": cfg["data"]["height"], "width": cfg["data"]["width"],
             "rotation_scale": cfg["model"].get("rotation_scale", 0.01),
+            "translation_scale": cfg["model"].get("translation_scale", 0.01),
             "decoder_norm": cfg["model"]["decoder_norm"]}
     disp_net, pose_net = build_models(meta, cfg["model"]["pretrained"] or None)
     if cfg["model"].get("init"):
