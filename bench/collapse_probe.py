@@ -147,7 +147,9 @@ def main(argv=None) -> int:
     p.add_argument("--decoder-norm", default="none", help="DispNet decoder normalisation: none | group")
     p.add_argument("--clip", type=float, default=0.0, help="max global gradient norm (0 = none)")
     p.add_argument("--warmup", type=int, default=0, help="linear lr warm-up steps (0 = none)")
-    p.add_argument("--translation-scale", type=float, default=None, help="PoseNet output factor (default 0.01)")
+    p.add_argument("--translation-scale", type=float, default=None,
+                   help="PoseNet output factor of all six components (default 0.01; the recorded runs used it so): "
+                        "model.translation_scale and model.rotation_scale together")
     p.add_argument("--activations", action="store_true", help="record decoder activation magnitudes at probes")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
@@ -161,14 +163,14 @@ def main(argv=None) -> int:
 
     cfg = loss_config(args.preset, **json.loads(args.overrides))
     tgt_all, refs_all, K_all, depth_all, ds = load_snippets(args.data, args.height, args.width)
+    pose_scale = {} if args.translation_scale is None else {"translation_scale": args.translation_scale,
+                                                             "rotation_scale": args.translation_scale}
     disp_net, pose_net = build_models({"num_layers": 18, "height": args.height, "width": args.width,
-                                       "decoder_norm": args.decoder_norm})
+                                       "decoder_norm": args.decoder_norm, **pose_scale})
     if args.init:
         state = torch.load(args.init, map_location="cpu", weights_only=False)
         disp_net.load_state_dict(state["disp_net"])
         pose_net.load_state_dict(state["pose_net"])
-    if args.translation_scale is not None:
-        pose_net.output_scale = args.translation_scale
     acts = {}
     if args.activations:
         for name, mod in disp_net.decoder.named_modules():
