@@ -7,7 +7,7 @@ import pytest
 from bwdp_core.errors import ConfigError
 from bwdp_core.eval.trajectory_io import read_trajectory, write_trajectory
 from bwdp_tools.demo_scoring import constant_velocity_baseline, relative_to_first
-from bwdp_tools.demo_training import DemoSettings, config_hash
+from bwdp_tools.demo_training import DemoSettings, config_hash, loss_defaults
 from bwdp_tools.processes import ManagedProcess
 
 
@@ -46,6 +46,11 @@ def test_cache_key_changes_with_what_changes_the_model():
     assert key != config_hash(changed, "train: {}")
     other_rate = DemoSettings(**{**s.__dict__, "rate_hz": s.rate_hz * 2})  # streaming does not change the model
     assert key == config_hash(other_rate, "train: {}")
+    # a loss default changed in code (not in train.yaml) retrains too: the eq. 6 mask default once did not
+    defaults = loss_defaults()
+    assert key == config_hash(s, "train: {}", defaults)
+    defaults["full"]["dsc_occlusion_mask"] = "False"
+    assert key != config_hash(s, "train: {}", defaults)
 
 
 def test_constant_velocity_repeats_the_first_motion():

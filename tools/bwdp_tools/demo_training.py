@@ -5,6 +5,7 @@ model (``config_hash``), so a second run skips training; an interrupted run resu
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -16,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from bwdp_core.errors import BwdpError, ConfigError
+from bwdp_core.losses import PRESETS, loss_config
 from bwdp_core.train.config import default_config_path
 from bwdp_tools.processes import ManagedProcess, child_env
 
@@ -66,9 +68,16 @@ class DemoSettings:
         return settings
 
 
-def config_hash(settings: DemoSettings, train_config_text: str) -> str:
-    """Key of the cached checkpoint: everything that changes the trained model, and nothing else."""
+def loss_defaults() -> dict:
+    """The loss settings every preset resolves to in code (LossConfig's defaults are not in train.yaml)."""
+    return {name: {k: repr(v) for k, v in dataclasses.asdict(loss_config(name)).items()} for name in sorted(PRESETS)}
+
+
+def config_hash(settings: DemoSettings, train_config_text: str, loss_settings: dict | None = None) -> str:
+    """Key of the cached checkpoint: everything that changes the trained model, and nothing else — the demo
+    settings, train.yaml's text and the loss defaults in code (``loss_defaults()`` unless given)."""
     keyed = {
+        "loss_defaults": loss_defaults() if loss_settings is None else loss_settings,
         "cache_version": CACHE_VERSION,
         "height": settings.height,
         "width": settings.width,
