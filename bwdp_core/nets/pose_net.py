@@ -45,7 +45,8 @@ class PoseNet(nn.Module):
     """Relative pose T_{t->r} (maps points of tgt's camera into ref's camera) as a 6-vector.
 
     forward(tgt [B,3,H,W], ref [B,3,H,W], RGB in [0,1], H and W divisible by 32) -> [B,6] = (tx,ty,tz,rx,ry,rz),
-    already multiplied by ``translation_scale`` (tx, ty, tz) and ``rotation_scale`` (rx, ry, rz), both 0.01 by default; convert with ``bwdp_core.geometry.pose_vec_to_mat``.
+    already multiplied by ``translation_scale`` (tx, ty, tz) and ``rotation_scale`` (rx, ry, rz), both 0.01 by
+    default; convert with ``bwdp_core.geometry.pose_vec_to_mat``.
     ``pretrained_path``: optional torchvision ImageNet ResNet state-dict file; its conv1 is duplicated and halved.
     """
 
