@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,35 +26,31 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH.parent / "tools"))
 
-from bwdp_core.train.config import default_config_path  # noqa: E402
-from bwdp_tools.demo_training import DemoSettings, render_sequence  # noqa: E402
+from bwdp_tools.demo_training import (  # noqa: E402
+    DemoError,
+    DemoSettings,
+    bwdp_command,
+    render_sequence,
+    run_step,
+    train_command,
+)
 
 
-def bwdp(*args: str, log: Path) -> float:
+def bwdp(*args, log: Path) -> float:
     """Run one `bwdp` command to completion (output to ``log``); return its wall time in seconds."""
     start = time.monotonic()
-    with open(log, "w") as fh:
-        code = subprocess.call([sys.executable, "-m", "bwdp_core.commands.cli", *map(str, args)], stdout=fh,
-                               stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    if code != 0:
-        raise SystemExit(f"demo_variants: `bwdp {args[0]}` failed with exit code {code} (log: {log})")
+    run_step(bwdp_command(*args), f"bwdp {args[0]}", log=log)
     return time.monotonic() - start
 
 
 def run_variant(work: Path, settings: DemoSettings, train_root: Path, heldout_root: Path, overrides: list[str],
                 seed: int) -> dict:
     work.mkdir(parents=True, exist_ok=True)
-    sets = {"data.source.type": "kitti_odom", "data.source.path": str(train_root), "data.height": settings.height,
-            "data.width": settings.width, "train.iterations": settings.iterations, **settings.train_overrides,
-            "train.seed": seed}
-    for item in overrides:
-        key, _, value = item.partition("=")
-        sets[key] = value
-    args = ["train", "--config", str(default_config_path()), "--out", str(work / "run")]
-    for key, value in sets.items():
-        args += ["--set", f"{key}={value}"]
+    extra = {"train.seed": seed, **dict(item.partition("=")[::2] for item in overrides)}
     load_before = os.getloadavg()
-    train_s = bwdp(*args, log=work / "train.log")
+    start = time.monotonic()
+    run_step(train_command(settings, train_root, work / "run", extra), "bwdp train", log=work / "train.log")
+    train_s = time.monotonic() - start
     checkpoint = work / "run" / "checkpoints" / "last.pt"
     bwdp("vo", "--checkpoint", checkpoint, "--kitti-seq", heldout_root / "sequences" / "00", "--out",
          work / "pred.txt", log=work / "vo.log")
@@ -86,10 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = DemoSettings.load(args.profile)
-    cache = args.work / "data"
-    train_root = render_sequence(cache, "train", settings.train_frames, settings.height, settings.width,
+    train_root = render_sequence(args.work, "train", settings.train_frames, settings.height, settings.width,
                                  settings.train_seed)
-    heldout_root = render_sequence(cache, "heldout", settings.heldout_frames, settings.height, settings.width,
+    heldout_root = render_sequence(args.work, "heldout", settings.heldout_frames, settings.height, settings.width,
                                    settings.heldout_seed)
     result = {"benchmark": "demo_variants", "command": " ".join(["python", "bench/demo_variants.py", *(
         argv if argv is not None else sys.argv[1:])]),
@@ -110,4 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except DemoError as err:  # a bwdp step failed: its log says why
+        sys.exit(f"demo_variants: {err}")

@@ -23,7 +23,7 @@ from torch import nn
 
 from bwdp_core.errors import CheckpointError, ConfigError
 from bwdp_core.nets.disp_net import DispNet
-from bwdp_core.nets.pose_net import POSE_SCALE, PoseNet
+from bwdp_core.nets.pose_net import POSE_FACTORS, POSE_SCALE, PoseNet
 
 CHECKPOINT_FORMAT = "bwdp-checkpoint-v1"
 REQUIRED_KEYS = ("format", "model", "disp_net", "pose_net")
@@ -50,7 +50,7 @@ def make_checkpoint(
     disp_net, pose_net = _unwrap(disp_net), _unwrap(pose_net)
     num_layers = int(getattr(disp_net, "num_layers", 18))
     model = {"num_layers": num_layers, "height": int(height), "width": int(width)}
-    for key in ("rotation_scale", "translation_scale"):
+    for key in POSE_FACTORS:
         factor = float(getattr(pose_net, key, POSE_SCALE))
         if factor != POSE_SCALE:  # only when not the default, so existing checkpoints read the same
             model[key] = factor
@@ -148,7 +148,7 @@ def build_models(model_meta: Dict[str, Any],
     try:
         num_layers = int(model_meta["num_layers"])
         factors = {}
-        for key in ("rotation_scale", "translation_scale"):
+        for key in POSE_FACTORS:
             factors[key] = float(model_meta.get(key, POSE_SCALE))
             if not factors[key] > 0:
                 raise ValueError(f"{key} must be positive, got {factors[key]}")

@@ -57,8 +57,9 @@ class LossConfig:
     max_occluded_fraction: float = 0.5
     # eq. 6 is averaged over the valid pixels that the flow check does not flag (true), or over every in-view pixel
     # (false).  The slides leave the mask open; measured on the demo's synth street (full preset, 32x96, 600 steps,
-    # held-out street, sim(3) ATE, seeds 0 / 1): masked 0.88 / 1.34 m, unmasked 20.9 / 5.31 m.  An occluded pixel
-    # cannot have consistent depths, and forcing them pulls the pose and depth of the whole pair (README "Eq. 6 mask").
+    # held-out street, sim(3) ATE, seeds 0 / 1): masked 0.88 / 1.34 m, unmasked 20.9 / 5.31 m
+    # (bench/results/demo_variants.json).  An occluded pixel cannot have consistent depths, and forcing them pulls the
+    # pose and depth of the whole pair (README "Results": the demo's odometry regression).
     dsc_occlusion_mask: bool = True
     # multi-scale: number of decoder scales used (1 = SC-Release: full-resolution disparity only); coarser scales
     # are upsampled to full resolution for the warping terms

@@ -20,6 +20,7 @@ from bwdp_core.nets.disp_net import normalize_image
 from bwdp_core.nets.resnet_encoder import ResNetEncoder
 
 POSE_SCALE = 0.01
+POSE_FACTORS = ("rotation_scale", "translation_scale")  # PoseNet's output factors, model metadata keys
 HEAD_CHANNELS = 256
 
 

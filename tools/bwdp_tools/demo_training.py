@@ -135,6 +135,24 @@ def find_checkpoint(run_dir: Path) -> Path | None:
     return candidates[-1] if candidates else None
 
 
+def train_command(settings: DemoSettings, train_root: Path, run_dir: Path, extra: dict | None = None) -> list[str]:
+    """The demo's `bwdp train` command: train.yaml, the demo's data and budget, its ``train_overrides``, then
+    ``extra`` (``--set`` key -> value, e.g. a benchmark's variant)."""
+    overrides = {
+        "data.source.type": "kitti_odom",
+        "data.source.path": str(train_root),
+        "data.height": settings.height,
+        "data.width": settings.width,
+        "train.iterations": settings.iterations,
+        **settings.train_overrides,
+        **(extra or {}),
+    }
+    cmd = bwdp_command("train", "--config", default_config_path(), "--out", run_dir)
+    for k, v in overrides.items():
+        cmd += ["--set", f"{k}={v}"]
+    return cmd
+
+
 def train_or_reuse(cache: Path, settings: DemoSettings, train_root: Path) -> tuple[Path, bool]:
     """Train with the full method unless a checkpoint for this exact configuration is cached.
 
@@ -149,17 +167,7 @@ def train_or_reuse(cache: Path, settings: DemoSettings, train_root: Path) -> tup
             print(f"[demo] trained checkpoint cached (config {key}): {ckpt}")
             return ckpt, False
     resume = find_checkpoint(run_dir) is not None
-    overrides = {
-        "data.source.type": "kitti_odom",
-        "data.source.path": str(train_root),
-        "data.height": settings.height,
-        "data.width": settings.width,
-        "train.iterations": settings.iterations,
-        **settings.train_overrides,
-    }
-    cmd = bwdp_command("train", "--config", train_config, "--out", run_dir)
-    for k, v in overrides.items():
-        cmd += ["--set", f"{k}={v}"]
+    cmd = train_command(settings, train_root, run_dir)
     if resume:
         cmd.append("--resume")
     print(f"[demo] training ({settings.iterations} iterations, {settings.height}x{settings.width}, full method)"
