@@ -136,6 +136,27 @@ def test_bwdp_train_progress_warns_when_depth_stays_flat(tmp_path):
     assert text.count("WARNING: depth is near-constant") == 1, text[-3000:]
 
 
+def test_smoothness_weight_ramps_over_its_warmup_and_is_logged(tmp_path):
+    from bwdp_core.train.step import loss_config_at
+
+    base = loss_config("full")
+    cfg = {"train": {"smoothness_warmup_steps": 4}}
+    assert [loss_config_at(cfg, base, s).w_smooth for s in range(6)] == pytest.approx(
+        [0.0, 0.025, 0.05, 0.075, 0.1, 0.1])
+    assert loss_config_at(cfg, base, 1).w_dsc == base.w_dsc  # only the smoothness weight ramps
+    assert loss_config_at({"train": {"smoothness_warmup_steps": 0}}, base, 0) is base
+    # the trainer uses the ramped weight: the logged total is the weighted sum with w_smooth of that step
+    path = tiny_config(tmp_path / "c.yaml", iterations=3, train={"smoothness_warmup_steps": 2})
+    proc = run_bwdp("train", "--config", path, "--out", tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["w_smooth"] for r in rows] == pytest.approx([0.0, 0.05, 0.1])
+    for r in rows:
+        terms = r["photometric"] + r["w_smooth"] * r["smoothness"] + base.w_dsc * r["depth_consistency"] \
+            + base.w_feat * r["feature"]
+        assert r["total"] == pytest.approx(terms, rel=1e-5)
+
+
 @pytest.mark.slow
 def test_full_method_learns_structured_depth_on_a_synth_street(tmp_path):
     # Issue 13's guard against a collapse coming back: `bwdp train` with the full preset on a small rendered street

@@ -34,6 +34,7 @@ from bwdp_core.train.step import (
     build_networks,
     build_optimizer,
     learning_rate,
+    loss_config_at,
     make_scaler,
     set_learning_rate,
     train_step,
@@ -120,14 +121,16 @@ def run_training(cfg: dict, ctx: DistContext, resume: bool = False, show_progres
     while state.step < total_steps:
         for batch in epoch_loader(data, cfg, ctx, epoch, offset):
             set_learning_rate(state.optimizer, learning_rate(cfg, state.step))
-            result = train_step(state.model, loss_cfg, state.optimizer, state.scaler, batch, ctx.device, amp,
+            step_loss_cfg = loss_config_at(cfg, loss_cfg, state.step)
+            result = train_step(state.model, step_loss_cfg, state.optimizer, state.scaler, batch, ctx.device, amp,
                                 float(train_cfg["grad_clip"]))
             state.step += 1
             step = state.step
             seen_indices.extend(int(i) for i in batch.get("index", []))
             if not result.finite:
                 logger.message(f"step {step}: non-finite gradients, update skipped")
-            logger.step(step, result.total, result.terms, state.optimizer.param_groups[0]["lr"])
+            logger.step(step, result.total, {**result.terms, "w_smooth": step_loss_cfg.w_smooth},
+                        state.optimizer.param_groups[0]["lr"])
             if train_cfg["image_every"] and step % train_cfg["image_every"] == 0:
                 logger.images(step, batch["tgt_img"], result.visuals)
             if do_val and (step % train_cfg["val_every"] == 0 or step == total_steps):
