@@ -158,10 +158,25 @@ def build_models(model_meta: Dict[str, Any],
         raise CheckpointError(f"model metadata {model_meta!r}: {exc}") from None
 
 
+#: ``meta["pose_translation_unit"]`` of load_models: what one unit of PoseNet's translation is.
+#: "depth": the network's depth unit (the metric warp; the translation and the depth map share one free scale).
+#: "target_mean_depth": the mean depth of the target frame (``loss.overrides.scale_invariant_warp``, which divides
+#: every depth by that mean before warping), so a translation in depth units is t x mean(depth of the target frame).
+TRANSLATION_UNITS = ("depth", "target_mean_depth")
+
+
+def pose_translation_unit(config: Optional[dict]) -> str:
+    """The unit of PoseNet's translation for a model trained with ``config`` (the training config a checkpoint
+    keeps): one of TRANSLATION_UNITS."""
+    overrides = ((config or {}).get("loss") or {}).get("overrides") or {}
+    return "target_mean_depth" if overrides.get("scale_invariant_warp") else "depth"
+
+
 def load_models(path: str | os.PathLike, device: str | torch.device = "cpu") -> Tuple[DispNet, PoseNet, Dict[str, Any]]:
     """Load both networks from a checkpoint, on ``device``, in eval mode. Returns (disp_net, pose_net, meta).
 
-    ``meta`` is the checkpoint's "model" dict plus "step" (and "best" when present).
+    ``meta`` is the checkpoint's "model" dict plus "step", "pose_translation_unit" (see TRANSLATION_UNITS) and
+    "best" when present.
     Raises CheckpointError naming ``path`` when the file is unusable or its weights do not fit the networks.
     """
     ckpt = load_checkpoint(path)
@@ -172,6 +187,7 @@ def load_models(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
     pose_net.to(device).eval()
     meta = dict(ckpt["model"])
     meta["step"] = ckpt.get("step", 0)
+    meta["pose_translation_unit"] = pose_translation_unit(ckpt.get("config"))
     if "best" in ckpt:
         meta["best"] = ckpt["best"]
     return disp_net, pose_net, meta

@@ -173,6 +173,25 @@ def test_saved_adapted_model_is_a_checkpoint_bwdp_vo_loads(checkpoint, street, t
     assert (tmp_path / "t.txt").read_text().count("\n") == 3
 
 
+def test_saved_adapted_model_keeps_the_networks_of_its_start_model(street, tmp_path):
+    # the one-recording recipe's networks (GroupNorm decoder, PoseNet x0.1) and its scale-invariant translation unit:
+    # a saved adapted model must rebuild the same networks (it was saved with the plain decoder and x0.01 before)
+    from bwdp_core.checkpoint import load_models
+
+    torch.manual_seed(0)
+    model = {"num_layers": 18, "decoder_norm": "group", "rotation_scale": 0.1, "translation_scale": 0.1}
+    start = tmp_path / "recipe.pt"
+    save_checkpoint(start, make_checkpoint(*build_models(model), H, W, config={
+        "loss": {"preset": "full", "overrides": {"scale_invariant_warp": True}}}))
+    _, adapter, vo = _pipeline(start)
+    for i in range(3):
+        vo.process(street.images[i], street.K, i * 100_000_000)
+    adapter.train(1)
+    _, _, meta = load_models(adapter.save(tmp_path / "adapted.pt"))
+    assert {k: meta[k] for k in model} == model
+    assert meta["pose_translation_unit"] == "target_mean_depth"
+
+
 def test_adapt_settings_are_checked():
     with pytest.raises(ConfigError, match="adapt_share"):
         AdaptConfig.from_settings({"adapt_share": 0.0})

@@ -148,3 +148,49 @@ def test_batched_pairs_give_the_same_trajectory(data):
     four = run_vo(pose_net, source, meta["height"], meta["width"], batch_size=4, progress=False)
     assert one.shape == (10, 4, 4)
     np.testing.assert_allclose(one, four, atol=1e-5)
+
+
+def test_scale_invariant_models_translate_in_mean_depth_units(tmp_path, data, capsys):
+    # A model trained with loss.overrides.scale_invariant_warp learned its translation in units of the target frame's
+    # mean depth (the warp divides every depth by it). `bwdp vo` and the node's pipeline must multiply it back, frame
+    # by frame, or the trajectory's scale follows the scene's depth (KITTI 07: ATE 1.92 m raw, 1.72 m converted).
+    from bwdp_core.checkpoint import load_checkpoint, load_models, pose_translation_unit
+    from bwdp_core.data.kitti_odometry import KittiOdometrySource
+    from bwdp_core.eval.vo import run_vo
+    from bwdp_core.inference.preprocess import image_to_tensor
+    from bwdp_core.inference.vo_pipeline import DepthPoseEstimator, VisualOdometry
+
+    assert pose_translation_unit({"loss": {"overrides": {"scale_invariant_warp": True}}}) == "target_mean_depth"
+    assert pose_translation_unit({"loss": {"overrides": {}}}) == pose_translation_unit(None) == "depth"
+    ckpt = load_checkpoint(data["random"])
+    ckpt["disp_net"]["decoder.head0.conv.weight"] *= 200  # a depth map that changes from frame to frame
+    ckpt["config"] = {"loss": {"preset": "full", "overrides": {"scale_invariant_warp": True}}}
+    si = tmp_path / "si.pt"
+    save_checkpoint(si, ckpt)
+    disp_net, pose_net, meta = load_models(si)
+    assert meta["pose_translation_unit"] == "target_mean_depth"
+    source = KittiOdometrySource(data["kitti"], "00")
+    raw = run_vo(pose_net, source, H, W, progress=False)
+    converted = run_vo(pose_net, source, H, W, progress=False, translation_unit="target_mean_depth",
+                       disp_net=disp_net)
+    with torch.no_grad():
+        means = [float((1.0 / disp_net(image_to_tensor(source.load_image(i), H, W, "cpu"))[0][0]).mean())
+                 for i in range(len(source))]
+    assert np.ptp(means) > 0.01 * np.mean(means)  # the frames' mean depths differ, so the test can see the rule
+    for i in range(1, len(source)):
+        step_raw = np.linalg.inv(raw[i - 1]) @ raw[i]
+        step = np.linalg.inv(converted[i - 1]) @ converted[i]
+        np.testing.assert_allclose(step[:3, :3], step_raw[:3, :3], atol=1e-6)
+        np.testing.assert_allclose(step[:3, 3], step_raw[:3, 3] * means[i], rtol=1e-4, atol=1e-9)
+    # the node's pipeline applies the same rule
+    vo = VisualOdometry(DepthPoseEstimator(si, device="cpu", backend="eager", warmup_iterations=0))
+    assert vo.estimator.translation_unit == "target_mean_depth"
+    poses = [vo.process(source.load_image(i), source.intrinsics, i * 100_000_000).T_start_camera
+             for i in range(len(source))]
+    np.testing.assert_allclose(np.stack(poses)[:, :3, 3], converted[:, :3, 3], rtol=1e-3, atol=1e-6)
+    # and `bwdp vo` uses it
+    code, _, err = cli(capsys, "vo", "--checkpoint", si, "--kitti-seq", data["seq"], "--out", tmp_path / "t.txt",
+                       "--device", "cpu")
+    assert code == 0, err
+    np.testing.assert_allclose(read_trajectory(tmp_path / "t.txt").poses[:, :3, 3], converted[:, :3, 3], rtol=1e-4,
+                               atol=1e-7)

@@ -80,7 +80,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"bwdp vo: {warning}", file=sys.stderr, flush=True)
         start = time.perf_counter()
         poses = run_vo(pose_net, source, int(meta["height"]), int(meta["width"]), device,
-                       batch_size=args.batch_size)
+                       batch_size=args.batch_size, translation_unit=meta["pose_translation_unit"], disp_net=disp_net)
         units = "network units"
     elapsed = time.perf_counter() - start
     out = write_trajectory(args.out, poses, args.format, timestamps if args.format == "tum" else None)

@@ -6,7 +6,8 @@ camera i−1. Chaining therefore needs no inversion:
 
     T_w←0 = I,    T_w←i = T_w←(i−1) · T_(i−1)←i
 
-(the first camera defines the world frame, as in KITTI's poses files). The trajectory has the network's scale;
+(the first camera defines the world frame, as in KITTI's poses files). The trajectory has the network's depth scale
+(a scale-invariant-warp model's translations are converted to it with each frame's mean depth, as in the node);
 ``bwdp eval-odom`` aligns it (sim3) to the ground truth.
 
     bwdp vo --checkpoint ckpt.pt --images DIR --intrinsics cam.txt --out traj.txt [--format kitti|tum]
@@ -25,6 +26,7 @@ from bwdp_core.errors import DataError
 from bwdp_core.frames import with_nearest_rotation
 from bwdp_core.geometry import pose_vec_to_mat
 from bwdp_core.inference.preprocess import image_to_tensor
+from bwdp_core.inference.vo_pipeline import translation_in_depth_units
 
 
 def chain_relative_poses(relative: list[np.ndarray] | np.ndarray) -> np.ndarray:
@@ -41,10 +43,13 @@ def chain_relative_poses(relative: list[np.ndarray] | np.ndarray) -> np.ndarray:
 
 
 def run_vo(pose_net, source, height: int, width: int, device="cpu", progress: bool = True,
-           batch_size: int = 8) -> np.ndarray:
+           batch_size: int = 8, translation_unit: str = "depth", disp_net=None) -> np.ndarray:
     """Chained camera-to-world trajectory [N, 4, 4] of a FrameSource (``len``, ``load_image(i)``).
 
     Consecutive pairs are run ``batch_size`` at a time (eval-mode networks: the result does not depend on batching).
+    ``translation_unit``: the checkpoint's ``pose_translation_unit``; "target_mean_depth" (a scale-invariant-warp
+    model) needs ``disp_net``: each translation is multiplied by the mean depth of its current frame
+    (``translation_in_depth_units``), so the trajectory has one scale, as the node's.
     """
 
 
@@ -55,10 +60,18 @@ def run_vo(pose_net, source, height: int, width: int, device="cpu", progress: bo
     current: list = []
     previous: list = []
 
+    if translation_unit != "depth" and disp_net is None:
+        raise ValueError(f"run_vo: translation unit {translation_unit!r} needs disp_net")
+
     def flush():
         # tgt = current frames, ref = previous frames -> T_(i-1)<-i for each pair
-        vec = pose_net(torch.cat(current), torch.cat(previous))
-        relative.extend(pose_vec_to_mat(vec.float()).double().cpu().numpy())
+        tgt = torch.cat(current)
+        vec = pose_net(tgt, torch.cat(previous))
+        T = pose_vec_to_mat(vec.float()).double().cpu().numpy()
+        mean_depth = None
+        if translation_unit != "depth":
+            mean_depth = (1.0 / disp_net(tgt)[0][0].float()).mean(dim=(1, 2, 3)).double().cpu().numpy()
+        relative.extend(translation_in_depth_units(T, translation_unit, mean_depth))
         current.clear()
         previous.clear()
 

@@ -20,6 +20,11 @@ depth (the two share the scale). It is ``metric_scale`` (a known distance / the 
 ``scale`` that ``bwdp replay --gt`` prints), or, with ``camera_height`` > 0, the ground-plane scale measured in every
 depth map and filtered over time (:mod:`bwdp_core.inference.ground_scale`; ``metric_scale`` until the road is seen).
 
+Units: a model trained with the scale-invariant warp (``loss.overrides.scale_invariant_warp``) outputs its
+translation in units of the target frame's mean depth; :func:`translation_in_depth_units` turns it into depth units
+with the mean of the current frame's depth map (of the newest depth frame on PoseNet-only frames), so that the
+trajectory has one scale (``DepthPoseEstimator.translation_unit``, from the checkpoint).
+
 Adaptation: an optional ``weights_provider`` (:mod:`bwdp_core.inference.adaptation`) sees every processed frame and may
 hand over new weights; they are swapped in between two frames, and the depth ratio new / old it reports is divided out
 (``unit_correction``), so depth and odometry stay continuous across a swap.
@@ -65,6 +70,21 @@ def near_constant_depth_warning(depths, checkpoint: str) -> Optional[str]:
     return near_constant_depth_message(float(np.mean(stats)), f"checkpoint {checkpoint}")
 
 
+def translation_in_depth_units(T_prev_cur: np.ndarray, unit: str, target_mean_depth) -> np.ndarray:
+    """PoseNet's relative pose(s) [..., 4, 4] with the translation in the network's depth units.
+
+    ``unit`` is the checkpoint's ``pose_translation_unit`` (bwdp_core.checkpoint.TRANSLATION_UNITS): "depth" returns
+    the poses unchanged; "target_mean_depth" multiplies each translation by ``target_mean_depth`` (a scalar, or [...]
+    one per pose), the mean of the target (= current) frame's depth map, as the scale-invariant warp divided it out
+    in training. A copy; the input is not changed."""
+    T = np.array(T_prev_cur, dtype=np.float64, copy=True)
+    if unit == "target_mean_depth":
+        T[..., :3, 3] *= np.asarray(target_mean_depth, dtype=np.float64)[..., None]
+    elif unit != "depth":
+        raise ConfigError(f"unknown pose translation unit {unit!r}")
+    return T
+
+
 def scale_intrinsics_to(K: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:
     """3x3 K of an image of size src_hw -> K of the same view resized to dst_hw (fx, cx by W ratio; fy, cy by H ratio).
 
@@ -101,6 +121,8 @@ class DepthPoseEstimator:
         self.height, self.width = int(meta["height"]), int(meta["width"])
         # (fx/W, fy/H, cx/W, cy/H) of the training camera when the checkpoint records it (the geometry check)
         self.training_intrinsics = meta.get("intrinsics")
+        # one unit of PoseNet's translation (bwdp_core.checkpoint.TRANSLATION_UNITS)
+        self.translation_unit = meta.get("pose_translation_unit", "depth")
         # backend "auto": see bwdp_core.inference.backends (AUTO_ON_CPU / AUTO_ON_GPU, resolve_backend)
         self.runner = optimize_for_inference(disp_net.eval(), pose_net.eval(), self.height, self.width,
                                              backend=backend, device=self.device,
@@ -236,6 +258,7 @@ class VisualOdometry:
         self._scale_lock = threading.Lock()
         self._last_scale: Optional[ScaleStatus] = None  # the newest ground fit (PoseNet-only frames use it)
         self._last_median_depth = float("nan")  # network units, of the newest depth frame (for adaptation)
+        self._last_mean_depth = float("nan")  # network units, of the newest depth frame (translation_in_depth_units)
         self._depth_checked = False  # the near-constant-depth check runs once, on the first depth frame
         self._pending_warning: Optional[str] = None  # its line, handed out with the next processed frame
         self.reset()
@@ -287,8 +310,20 @@ class VisualOdometry:
         T = self.estimator.relative_pose(x_cur, self._prev_tensor)
         if not np.all(np.isfinite(T)):
             return None, "tracking lost: the pose network returned a non-finite motion"
-        T[:3, 3] *= self.unit_correction
+        unit = getattr(self.estimator, "translation_unit", "depth")
+        if unit == "depth":
+            T[:3, 3] *= self.unit_correction
+        else:  # the mean depth (already x unit_correction) of this frame, or of the newest depth frame
+            if not np.isfinite(self._last_mean_depth):
+                self._last_mean_depth = self._mean_depth(
+                    self.estimator.depth(x_cur) * np.float32(self.unit_correction))
+            T = translation_in_depth_units(T, unit, self._last_mean_depth)
         return T, None
+
+    @staticmethod
+    def _mean_depth(depth_units: np.ndarray) -> float:
+        valid = depth_units[np.isfinite(depth_units) & (depth_units > 0)]
+        return float(valid.mean()) if valid.size else float("nan")
 
     def _metric_motion(self, T_units: np.ndarray, scale: float, dt: float) -> tuple[Optional[np.ndarray],
                                                                                    Optional[str]]:
@@ -319,6 +354,7 @@ class VisualOdometry:
         K_depth = scale_intrinsics_to(K, image_hw, depth_units.shape)
         valid = depth_units[np.isfinite(depth_units) & (depth_units > 0)]
         self._last_median_depth = float(np.median(valid)) if valid.size else float("nan")
+        self._last_mean_depth = float(valid.mean()) if valid.size else float("nan")
         status = None
         if self.ground is not None:
             with self._scale_lock:

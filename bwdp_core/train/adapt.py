@@ -230,6 +230,7 @@ class Adapter:
         ckpt = load_checkpoint(checkpoint)
         self._source = {"checkpoint": str(checkpoint), "step": int(ckpt.get("step", 0))}
         self._train_config = dict(ckpt.get("config") or {})
+        self._model_meta = dict(ckpt["model"])  # decoder norm and PoseNet factors: a saved model rebuilds the same nets
         self.height, self.width = estimator.height, estimator.width
         self.device = estimator.device
         self.backend = estimator.backend
@@ -412,7 +413,7 @@ class Adapter:
     # ------------------------------------------------------------------------------------------------ keeping it
     def checkpoint(self) -> dict:
         """The last good weights (those inference runs or is about to run) as a bwdp checkpoint dict."""
-        disp_net, pose_net = build_models({"num_layers": getattr(self.model.disp_net, "num_layers", 18)})
+        disp_net, pose_net = build_models(self._model_meta)
         state = {k: v.cpu() for k, v in self._good.items()}
         disp_net.load_state_dict({k[len("disp_net."):]: v for k, v in state.items() if k.startswith("disp_net.")})
         pose_net.load_state_dict({k[len("pose_net."):]: v for k, v in state.items() if k.startswith("pose_net.")})
