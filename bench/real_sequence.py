@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None, help="working folder (default /tmp/bwdp_real_<name>)")
     parser.add_argument("--results", type=Path, default=BENCH / "results", help="folder for the JSON and plot")
     parser.add_argument("--note", default="", help="free text stored in the JSON (what this run tried)")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="score this checkpoint of an earlier run (its folder's config.yaml) instead of training")
     args = parser.parse_args(argv)
 
     name = args.name or args.sequence
@@ -158,18 +160,23 @@ def main(argv: list[str] | None = None) -> int:
                                 "python": platform.python_version(), "torch": torch.__version__},
                     "loadavg_before": [round(x, 2) for x in load_before]}
 
-    # 1. train with the recipe
-    run_dir = work / "train"
-    train_args = ["train", "--config", args.config, "--set", f"data.source={json.dumps(src_cfg)}", "--out",
-                  str(run_dir), "--no-progress"]
-    for item in args.overrides:
-        train_args += ["--set", item]
-    result["train_wall_s"] = round(bwdp(*train_args, log=work / "train.log"), 1)
-    # CPU seconds do not grow with the load the way wall time does: train_cpu_s / 2 is what 2 idle cores would need
-    # at best (one process, `train.threads` threads)
-    result["train_cpu_s"] = round(CPU_SECONDS["train"], 1)
-    result["loadavg_after_train"] = [round(x, 2) for x in os.getloadavg()]
-    checkpoint = run_dir / "checkpoints" / "last.pt"
+    # 1. train with the recipe (or score the run that wrote --checkpoint)
+    if args.checkpoint is not None:
+        checkpoint = args.checkpoint.resolve()
+        run_dir = checkpoint.parent.parent
+        result["scored_checkpoint"] = str(checkpoint)
+    else:
+        run_dir = work / "train"
+        train_args = ["train", "--config", args.config, "--set", f"data.source={json.dumps(src_cfg)}", "--out",
+                      str(run_dir), "--no-progress"]
+        for item in args.overrides:
+            train_args += ["--set", item]
+        result["train_wall_s"] = round(bwdp(*train_args, log=work / "train.log"), 1)
+        # CPU seconds do not grow with the load the way wall time does: train_cpu_s / 2 is what 2 idle cores would
+        # need at best (one process, `train.threads` threads)
+        result["train_cpu_s"] = round(CPU_SECONDS["train"], 1)
+        result["loadavg_after_train"] = [round(x, 2) for x in os.getloadavg()]
+        checkpoint = run_dir / "checkpoints" / "last.pt"
     disp_net, pose_net, meta = load_models(checkpoint)
     import yaml  # the resolved config the run wrote (yaml comes with bwdp_core)
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())

@@ -205,3 +205,27 @@ def test_group_norm_decoder_is_recorded_and_rebuilt_from_the_checkpoint(tmp_path
     # the default decoder writes no key, so older checkpoints and tools see the same metadata as before
     plain = make_checkpoint(*build_models({"num_layers": 18}), HEIGHT, WIDTH)
     assert "decoder_norm" not in plain["model"]
+
+
+def test_flat_phase_benchmark_runs_and_synth_init_config_loads(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from bwdp_core.train.config import load_config
+
+    # the starting model the one-recording recipe recommends has the recipe's networks (model.init needs them)
+    init = load_config("synth_init", ["data.source.path=/x"], out=str(tmp_path / "o"))
+    recipe = load_config("sequence", ["data.source.path=/x"], out=str(tmp_path / "o"))
+    for key in ("rotation_scale", "translation_scale", "decoder_norm", "num_layers"):
+        assert init["model"][key] == recipe["model"][key], key
+    assert init["loss"]["overrides"]["scale_invariant_warp"] is recipe["loss"]["overrides"]["scale_invariant_warp"]
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "flat.json"
+    proc = subprocess.run([sys.executable, str(repo / "bench" / "flat_phase.py"), "--variant", "default", "",
+                           "--variant", "ramp", "train.smoothness_warmup_steps=5", "--steps", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = json.loads(out.read_text())["runs"]
+    assert set(runs) == {"default", "ramp"}
+    assert all(len(r["depth_std_over_mean_by_step"]) == 2 and 0 <= r["flat_steps"] <= 2 for r in runs.values())

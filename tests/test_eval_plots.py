@@ -20,6 +20,13 @@ def test_sparse_gt_is_dilated_and_strip_is_written(tmp_path):
     path = depth_strip([(image, np.full((20, 30), 5.0, np.float32), gt)] * 2, tmp_path / "s.png", width=60)
     import cv2
     assert cv2.imread(str(path)).shape == (80, 180, 3)
+    # without GT the strip has no (black) GT column; one row without GT among rows with it gets a black tile
+    no_gt = depth_strip([(image, np.full((20, 30), 5.0, np.float32), None)] * 2, tmp_path / "n.png", width=60)
+    assert cv2.imread(str(no_gt)).shape == (80, 120, 3)
+    mixed = cv2.imread(str(depth_strip([(image, np.full((20, 30), 5.0, np.float32), gt),
+                                        (image, np.full((20, 30), 5.0, np.float32), None)], tmp_path / "m.png",
+                                       width=60)))
+    assert mixed.shape == (80, 180, 3) and not mixed[40:, 120:].any()
 
 
 def test_top_view_drops_the_flattest_axis():

@@ -32,13 +32,15 @@ def colorize_inverse_depth(depth: np.ndarray, vmax: float | None = None, dilate:
 
 def depth_strip(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], path: str | Path,
                 width: int = 640, labels: Sequence[str] | None = None) -> Path:
-    """Write a PNG with one row per frame: input image | predicted depth | GT depth, each resized to ``width`` px.
+    """Write a PNG with one row per frame: input image | predicted depth | GT depth, each resized to ``width`` px
+    (no GT column when no row has GT; a black tile for a row without GT among rows with it).
 
     ``rows``: (image uint8 [H,W,3] RGB, predicted depth [H,W] metres (already scaled), GT depth [H,W] or None).
     Prediction and GT of a row share one colour scale (from the GT when it has valid pixels). ``labels``: one text per
     row (e.g. the frame index), written into the top-left corner of its input image.
     """
     tiles = []
+    any_gt = any(gt is not None for _, _, gt in rows)
     for row, (image, pred, gt) in enumerate(rows):
         h, w = image.shape[:2]
         height = max(1, int(round(h * width / w)))
@@ -48,8 +50,9 @@ def depth_strip(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], pa
         vmax = float(np.percentile(inv, 95)) if inv.size else 1.0
         sparse = gt_valid and float(np.mean(np.asarray(gt) > 0)) < 0.3
         parts = [image, colorize_inverse_depth(pred, vmax)]
-        parts.append(colorize_inverse_depth(gt, vmax, dilate=2 if sparse else 0) if gt is not None
-                     else np.zeros_like(image))
+        if any_gt:
+            parts.append(colorize_inverse_depth(gt, vmax, dilate=2 if sparse else 0) if gt is not None
+                         else np.zeros_like(image))
         resized = [cv2.resize(p, (width, height), interpolation=cv2.INTER_AREA if p.shape[1] > width
                               else cv2.INTER_NEAREST) for p in parts]
         if labels is not None:
