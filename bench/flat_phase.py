@@ -44,8 +44,8 @@ def tiny_config(path: Path, steps: int) -> Path:
 
 def run_variant(work: Path, overrides: list[str], steps: int) -> dict:
     work.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "bwdp_core.commands.cli", "train", "--config", str(tiny_config(work / "c.yaml", steps)),
-           "--out", str(work / "run")]
+    config = tiny_config(work / "c.yaml", steps)
+    cmd = [sys.executable, "-m", "bwdp_core.commands.cli", "train", "--config", str(config), "--out", str(work / "run")]
     for item in overrides:
         cmd += ["--set", item]
     env = dict(os.environ, OMP_NUM_THREADS="1")
