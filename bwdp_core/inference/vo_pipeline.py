@@ -354,7 +354,7 @@ class VisualOdometry:
         K_depth = scale_intrinsics_to(K, image_hw, depth_units.shape)
         valid = depth_units[np.isfinite(depth_units) & (depth_units > 0)]
         self._last_median_depth = float(np.median(valid)) if valid.size else float("nan")
-        self._last_mean_depth = float(valid.mean()) if valid.size else float("nan")
+        self._last_mean_depth = self._mean_depth(depth_units)
         status = None
         if self.ground is not None:
             with self._scale_lock:
