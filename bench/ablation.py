@@ -67,6 +67,8 @@ def kitti_run(work: Path, preset: str, seed: int, args) -> dict:
             "--set", f"loss.preset={preset}", "--set", f"train.seed={seed}"]
     if args.kitti_iterations:
         argv += ["--set", f"train.iterations={args.kitti_iterations}"]
+    if args.depth_gt is not None:
+        argv += ["--depth-gt", str(args.depth_gt)]
     for item in args.kitti_set:
         argv += ["--set", item]
     real_sequence.main(argv)
@@ -74,9 +76,11 @@ def kitti_run(work: Path, preset: str, seed: int, args) -> dict:
     learned = result["odometry"]["learned"]
     ratios = [t["learned_ratio"] for t in result["yaw_through_turns"]]
     depth = result["depth_structure"]["per_frame"]
+    gt = result.get("depth_gt") or {}
     return {"preset": preset, "seed": seed, "train_wall_s": result["train_wall_s"], "ate_sim3_m": learned["ate_sim3_m"],
             "t_err_percent": learned["t_err_percent"], "yaw_ratios": ratios,
-            "depth_std_over_mean_min": min(d["std_over_mean"] for d in depth)}
+            "depth_std_over_mean_min": min(d["std_over_mean"] for d in depth),
+            "abs_rel": gt.get("abs_rel"), "delta1": gt.get("delta1")}
 
 
 def summarise(runs: list[dict], keys: tuple[str, ...]) -> dict:
@@ -113,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kitti-config", default="sequence")
     parser.add_argument("--kitti-iterations", type=int, default=0, help="override the recipe's steps (0 = keep)")
     parser.add_argument("--kitti-set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--depth-gt", type=Path, default=None,
+                        help="folder with rgb/ and depth/ (kitti_depth_demo layout): AbsRel of each KITTI run's model")
     parser.add_argument("--work", type=Path, default=Path("/tmp/bwdp_ablation"))
     parser.add_argument("--tag", default="", help="suffix of the result file (ablation_<tag>.json)")
     parser.add_argument("--results", type=Path, default=BENCH / "results")
@@ -140,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         result["kitti"] = {"source": str(args.kitti), "sequence": args.sequence, "config": args.kitti_config,
                            "iterations_override": args.kitti_iterations or None, "extra_set": args.kitti_set,
                            "runs": runs, "table": summarise(runs, ("ate_sim3_m", "t_err_percent",
-                                                                   "depth_std_over_mean_min"))}
+                                                                   "depth_std_over_mean_min", "abs_rel", "delta1"))}
     result["wall_s"] = round(time.perf_counter() - start, 1)
     result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     args.results.mkdir(parents=True, exist_ok=True)
