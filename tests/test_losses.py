@@ -113,6 +113,26 @@ def test_smoothness_zero_for_constant_disp_and_scale_invariant():
     assert torch.allclose(edge_aware_smoothness(disp, image), edge_aware_smoothness(disp * 5, image), atol=1e-6)
 
 
+
+def test_second_order_smoothness_leaves_a_planar_road_unpenalised():
+    """The disparity of a ground plane seen by a level camera grows linearly with the row below the horizon: order 1
+    pulls that ramp flat (its gradient lowers the bottom rows' disparity and raises the top's), order 2 gives it zero
+    loss (its minimum: nothing to pull), and still penalises a kink (a depth step inside untextured road) and stays
+    scale-free."""
+    rows = torch.arange(16, dtype=torch.float32).view(1, 1, 16, 1)
+    ramp = (0.05 + 0.02 * rows).expand(1, 1, 16, 12).clone().requires_grad_()  # 1/Z = (v - v_h) h / f
+    image = torch.full((1, 3, 16, 12), 0.5)
+    first = edge_aware_smoothness(ramp, image, order=1)
+    first.backward()
+    assert first > 0 and ramp.grad[..., -1, :].mean() > 0 > ramp.grad[..., 0, :].mean()  # descent flattens it
+    assert edge_aware_smoothness(ramp, image, order=2) < 1e-6
+    kinked = ramp.detach().clone()
+    kinked[..., 8:, :] += 0.1
+    assert edge_aware_smoothness(kinked, image, order=2) > 1e-3
+    assert torch.allclose(edge_aware_smoothness(kinked, image, 2), edge_aware_smoothness(kinked * 3, image, 2))
+    with pytest.raises(ConfigError, match="smoothness_order"):
+        loss_config("full", smoothness_order=3)
+
 # --------------------------------------------------------------------------------------------------------- presets
 
 def test_presets_are_cumulative_one_switch_each():

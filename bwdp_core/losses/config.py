@@ -69,6 +69,9 @@ class LossConfig:
     # gradient; PoseNet's translation carries the scale.  Eq. 2 and 6 are ratios of two depths of a pair and do not
     # change.  Off by default: on its own it did not stop the collapse (issue 13; README "Why depth went flat").
     scale_invariant_warp: bool = False
+    # order of the edge-aware smoothness: 1 = the paper / SC-SfMLearner (|first derivative| of the mean-normalised
+    # disparity), 2 = |second derivative|, which does not penalise planes (a road's disparity is linear in the row)
+    smoothness_order: int = 1
     # encoder levels for L_feat (0 = conv1 output at 1/2 resolution, 64 channels)
     feature_levels: tuple = field(default=(0,))
 
@@ -85,6 +88,9 @@ class LossConfig:
                               f"got {self.occlusion_pose_pair!r}")
         if self.occlusion_guard not in ("cap", "drop", "off"):
             raise ConfigError(f"loss.occlusion_guard must be 'cap', 'drop' or 'off', got {self.occlusion_guard!r}")
+        if int(self.smoothness_order) not in (1, 2):
+            raise ConfigError(f"loss.smoothness_order must be 1 or 2, got {self.smoothness_order}")
+        self.smoothness_order = int(self.smoothness_order)
         if not 0.0 <= float(self.ssim_weight) <= 1.0:
             raise ConfigError(f"loss.ssim_weight must be in [0, 1], got {self.ssim_weight}")
         for key in ("w_photo", "w_smooth", "w_dsc", "w_feat", "alpha1", "alpha2"):

@@ -123,8 +123,8 @@ def total_loss(cfg: LossConfig, tgt_img: torch.Tensor, ref_imgs: List[torch.Tens
         # edge-aware smoothness on every frame (tgt and refs), at this scale's own resolution
         images = frames if disp.shape[-2:] == (height, width) else F.interpolate(
             frames, size=disp.shape[-2:], mode="area")
-        smooth = edge_aware_smoothness(disp[:batch], images[:batch]) + \
-            edge_aware_smoothness(disp[batch:], images[batch:])
+        smooth = edge_aware_smoothness(disp[:batch], images[:batch], cfg.smoothness_order) + \
+            edge_aware_smoothness(disp[batch:], images[batch:], cfg.smoothness_order)
         smooth_terms.append(smooth / (2 ** scale))
 
         if scale == 0:
