@@ -77,3 +77,25 @@ def test_bad_checkpoint_exit_2(tmp_path, capsys):
                      "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "bad.pt" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_exported_files_carry_the_pose_translation_unit(tmp_path, fmt):
+    """A scale-invariant-warp model's translation is in units of the target frame's mean depth; a user of the exported
+    files alone (no bwdp checkpoint) must be able to read that from the files and from export.json."""
+    from bwdp_core.eval.export import read_export_metadata
+
+    torch.manual_seed(0)
+    si = tmp_path / "si.pt"
+    save_checkpoint(si, make_checkpoint(DispNet(18), PoseNet(18), H, W,
+                                        config={"loss": {"overrides": {"scale_invariant_warp": True}}}))
+    for name, ckpt_path, unit in (("si", si, "target_mean_depth"), ("plain", None, "depth")):
+        if ckpt_path is None:
+            ckpt_path = tmp_path / "plain.pt"
+            save_checkpoint(ckpt_path, make_checkpoint(DispNet(18), PoseNet(18), H, W, config={}))
+        out = tmp_path / name
+        assert cli_main(["export", "--checkpoint", str(ckpt_path), "--format", fmt, "--out", str(out)]) == 0
+        report = json.loads((out / "export.json").read_text())
+        assert report["pose_translation_unit"] == unit
+        for file in report["files"].values():
+            assert read_export_metadata(file) == {"bwdp.pose_translation_unit": unit, "bwdp.input_size": f"{H},{W}"}

@@ -9,7 +9,11 @@ Exported graphs (fixed input size = the checkpoint's training resolution, batch 
 
 After export each file is reloaded (torch.jit.load / onnxruntime) and run on a seeded random input; the largest
 absolute difference from the PyTorch networks is printed and the command fails (exit 1) above ``--tolerance``.
-A ``export.json`` next to the files records sizes, outputs and the measured differences.
+A ``export.json`` next to the files records sizes, outputs and the measured differences. The unit of the pose
+translation (``pose_translation_unit``, bwdp_core.checkpoint.TRANSLATION_UNITS) travels with the files too: in
+export.json, in each ONNX file's metadata (``metadata_props``) and in each TorchScript file (extra file
+``bwdp.json``), under the keys of EXPORT_METADATA. A scale-invariant-warp model ("target_mean_depth") gives its
+translation in units of the target frame's mean depth: multiply it by the mean of depth_net's depth for ``tgt``.
 
 ``--int8`` (ONNX only) adds ``depth_net.int8.onnx`` and ``pose_net.int8.onnx``: ONNX Runtime static quantisation
 (bwdp_core.inference.int8) calibrated on frames drawn evenly from SOURCE (frame i and its predecessor for PoseNet).
@@ -19,6 +23,7 @@ records the weights digest, so the node's ``onnxruntime_int8`` backend refuses f
 """
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -31,6 +36,29 @@ from bwdp_core.data.sources import FrameSource
 from bwdp_core.errors import BwdpError, ConfigError
 from bwdp_core.inference.int8 import INT8_FILES, quantize_int8, weights_digest
 from bwdp_core.inference.preprocess import image_to_tensor
+
+#: what every exported file carries besides its graph (key -> meaning)
+EXPORT_METADATA = {"bwdp.pose_translation_unit": "unit of pose_net's translation (bwdp_core.checkpoint)",
+                   "bwdp.input_size": "network input height,width"}
+
+
+def export_metadata(meta: dict) -> dict[str, str]:
+    """The EXPORT_METADATA values of a checkpoint's ``meta`` (load_models), as strings."""
+    return {"bwdp.pose_translation_unit": str(meta["pose_translation_unit"]),
+            "bwdp.input_size": f"{int(meta['height'])},{int(meta['width'])}"}
+
+
+def read_export_metadata(path: str | Path) -> dict[str, str]:
+    """The EXPORT_METADATA an exported file carries ({} for a file written before bwdp recorded it)."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        return {k: v for k, v in props.items() if k in EXPORT_METADATA}
+    extra = {"bwdp.json": ""}
+    torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    return json.loads(extra["bwdp.json"]) if extra["bwdp.json"] else {}
 
 
 class DepthExport(nn.Module):
@@ -65,18 +93,20 @@ def example_inputs(height: int, width: int, batch: int = 1, seed: int = 0) -> tu
     return (torch.rand(batch, 3, height, width, generator=gen), torch.rand(batch, 3, height, width, generator=gen))
 
 
-def export_torchscript(module: nn.Module, inputs: tuple, path: Path) -> Path:
-    """Trace ``module`` on ``inputs`` and save a TorchScript file (loadable with torch.jit.load, no bwdp needed)."""
+def export_torchscript(module: nn.Module, inputs: tuple, path: Path, metadata: dict[str, str] | None = None) -> Path:
+    """Trace ``module`` on ``inputs`` and save a TorchScript file (loadable with torch.jit.load, no bwdp needed);
+    ``metadata`` goes in as the extra file ``bwdp.json``."""
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TorchScript deprecation notices: the file format itself is stable
         traced = torch.jit.trace(module, inputs, check_trace=False)
-    traced.save(str(path))
+    traced.save(str(path), _extra_files={"bwdp.json": json.dumps(metadata or {})})
     return path
 
 
 def export_onnx(module: nn.Module, inputs: tuple, path: Path, input_names: list[str], output_name: str,
-                opset: int = 17) -> Path:
-    """TorchScript-based ONNX export (``dynamo=False``) with a dynamic batch axis; the model is checked by onnx."""
+                opset: int = 17, metadata: dict[str, str] | None = None) -> Path:
+    """TorchScript-based ONNX export (``dynamo=False``) with a dynamic batch axis and ``metadata`` in the model's
+    metadata_props; the model is checked by onnx."""
     import onnx  # optional dependency (the export extra): only for --format onnx
 
     dynamic = {name: {0: "batch"} for name in [*input_names, output_name]}
@@ -84,6 +114,10 @@ def export_onnx(module: nn.Module, inputs: tuple, path: Path, input_names: list[
         warnings.simplefilter("ignore")
         torch.onnx.export(module, inputs, str(path), dynamo=False, input_names=input_names,
                           output_names=[output_name], dynamic_axes=dynamic, opset_version=opset)
+    if metadata:
+        model = onnx.load(str(path))
+        onnx.helper.set_model_props(model, dict(metadata))
+        onnx.save(model, str(path))
     onnx.checker.check_model(str(path))
     return path
 
@@ -154,13 +188,14 @@ def export_models(checkpoint: str | Path, out_dir: str | Path, fmt: str = "torch
     check_inputs = example_inputs(height, width, batch=batch, seed=1)
     suffix = ".pt" if fmt == "torchscript" else ".onnx"
     files = {"depth_net": out_dir / f"depth_net{suffix}", "pose_net": out_dir / f"pose_net{suffix}"}
+    metadata = export_metadata(meta)
     try:
         if fmt == "torchscript":
-            export_torchscript(depth_module, trace_inputs[:1], files["depth_net"])
-            export_torchscript(pose_module, trace_inputs, files["pose_net"])
+            export_torchscript(depth_module, trace_inputs[:1], files["depth_net"], metadata)
+            export_torchscript(pose_module, trace_inputs, files["pose_net"], metadata)
         else:
-            export_onnx(depth_module, trace_inputs[:1], files["depth_net"], ["image"], depth_output)
-            export_onnx(pose_module, trace_inputs, files["pose_net"], ["tgt", "ref"], "pose")
+            export_onnx(depth_module, trace_inputs[:1], files["depth_net"], ["image"], depth_output, metadata=metadata)
+            export_onnx(pose_module, trace_inputs, files["pose_net"], ["tgt", "ref"], "pose", metadata=metadata)
     except BwdpError:
         raise
     except Exception as err:  # exporter failures are not user errors but should still be one readable line
@@ -174,7 +209,10 @@ def export_models(checkpoint: str | Path, out_dir: str | Path, fmt: str = "torch
     report = {"format": fmt, "checkpoint": str(checkpoint), "input_size": [height, width],
             "files": {k: str(v) for k, v in files.items()},
             "outputs": {"depth_net": f"{depth_output} [B,1,{height},{width}]",
-                        "pose_net": "T_{t->r} (tx,ty,tz,rx,ry,rz) [B,6], R = Rx*Ry*Rz"},
+                        "pose_net": "T_{t->r} (tx,ty,tz,rx,ry,rz) [B,6], R = Rx*Ry*Rz, translation in "
+                        + ("depth units" if meta["pose_translation_unit"] == "depth"
+                           else "units of the mean depth of tgt (multiply by it)")},
+            "pose_translation_unit": meta["pose_translation_unit"], "metadata": metadata,
             "inputs": {"depth_net": f"image [B,3,{height},{width}] RGB in [0,1]",
                        "pose_net": f"tgt, ref [B,3,{height},{width}] RGB in [0,1]"},
             "parity_batch": batch, "max_abs_diff": diffs, "tolerance": tolerance,
