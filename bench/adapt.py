@@ -7,7 +7,11 @@ photometric term over the second half of the frames (snippets i-1, i, i+1) for t
 frames/s of each replay. JSON in bench/results/adapt.json with the load and the machine.
 
     bwdp make-bag --kitti-seq /work/shared/data/kitti_odom_07_160/sequences/07 --camera 0 --out k07.bag
-    python bench/adapt.py --bag k07.bag --checkpoint synth.pt --work /tmp/adapt_bench [--steps-per-frame 1]
+    python bench/adapt.py --bag k07.bag --checkpoint synth.pt --work /tmp/adapt_bench [--steps-per-frame 1] \
+        [--network-size 64 224]
+
+--network-size runs the start model at another input size (the networks are fully convolutional, as `model.init`
+uses them): a copy of the checkpoint that declares that size, e.g. a 32x96 synth model at KITTI's 64x224.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bwdp_core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from bwdp_core.commands import cli  # noqa: E402
 from bwdp_core.data.bag_io import image_from_msg, iter_messages  # noqa: E402
 from bwdp_core.data.kitti_odometry import KittiOdometrySource  # noqa: E402
@@ -50,6 +55,17 @@ def replay(bag: Path, checkpoint: Path, out: Path, extra: list[str]) -> dict:
             "wall_s": seconds, "frames_per_s": summary["frames_processed"] / seconds,
             "inference_ms_per_frame": 1e3 * summary["inference_s_per_frame"],
             "adaptation": summary.get("adaptation")}
+
+
+def resized_checkpoint(checkpoint: Path, height: int, width: int, out: Path) -> Path:
+    """A copy of ``checkpoint`` that declares the network input size height x width (same weights)."""
+    ckpt = load_checkpoint(checkpoint)
+    ckpt["model"].update(height=int(height), width=int(width))
+    data = (ckpt.get("config") or {}).get("data")
+    if isinstance(data, dict):
+        data.update(height=int(height), width=int(width))
+    save_checkpoint(out, ckpt)
+    return out
 
 
 def photometric_second_half(checkpoint: Path, images: list[np.ndarray], K: np.ndarray) -> dict:
@@ -82,11 +98,16 @@ def main() -> int:
     parser.add_argument("--steps-per-frame", type=int, default=1)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--steps-per-swap", type=int, default=10)
+    parser.add_argument("--network-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                        help="run the start model at this input size (default: its training size)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "adapt.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
     load_before = os.getloadavg()
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.network_size:
+        args.checkpoint = resized_checkpoint(args.checkpoint, *args.network_size,
+                                             args.work / f"start_{args.network_size[0]}x{args.network_size[1]}.pt")
     adapted = args.work / "adapted.pt"
     runs = {
         "without": replay(args.bag, args.checkpoint, args.work / "without", []),
@@ -108,7 +129,8 @@ def main() -> int:
         "loss_second_half": loss,
         "start_checkpoint": str(args.checkpoint),
         "model": args.model_note,
-        "settings": {"steps_per_frame": args.steps_per_frame, "lr": args.lr, "steps_per_swap": args.steps_per_swap},
+        "settings": {"steps_per_frame": args.steps_per_frame, "lr": args.lr, "steps_per_swap": args.steps_per_swap,
+                     "network_size": args.network_size},
         "command": "python " + " ".join(sys.argv),
         "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(),
