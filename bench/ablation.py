@@ -23,6 +23,7 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -83,6 +84,14 @@ def kitti_run(work: Path, preset: str, seed: int, args) -> dict:
             "abs_rel": gt.get("abs_rel"), "delta1": gt.get("delta1")}
 
 
+def run_all(run, args) -> list[dict]:
+    """``run(work, preset, seed, args)`` for every (preset, seed), ``args.jobs`` at a time (each is a `bwdp train`
+    subprocess with its own threads), results in (preset, seed) order."""
+    pairs = [(p, s) for p in args.presets for s in args.seeds]
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        return list(pool.map(lambda pair: run(args.work, *pair, args), pairs))
+
+
 def summarise(runs: list[dict], keys: tuple[str, ...]) -> dict:
     """Per preset: mean and (max - min)/2 over seeds of each key."""
     table = {}
@@ -119,13 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kitti-set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--depth-gt", type=Path, default=None,
                         help="folder with rgb/ and depth/ (kitti_depth_demo layout): AbsRel of each KITTI run's model")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="synthetic runs at once (with --synth-set train.threads=1: 2 on 2 cores); "
+                             "KITTI runs go one at a time")
     parser.add_argument("--work", type=Path, default=Path("/tmp/bwdp_ablation"))
     parser.add_argument("--tag", default="", help="suffix of the result file (ablation_<tag>.json)")
     parser.add_argument("--results", type=Path, default=BENCH / "results")
     args = parser.parse_args(argv)
 
     args.work.mkdir(parents=True, exist_ok=True)
-    result = {"benchmark": "ablation", "presets": args.presets, "seeds": args.seeds,
+    result = {"benchmark": "ablation", "presets": args.presets, "seeds": args.seeds, "jobs": args.jobs,
+              "command": "python " + " ".join(sys.argv),
               "paper_kitti_eigen_abs_rel": PAPER_ABS_REL,
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
               "loadavg_before": [round(x, 2) for x in os.getloadavg()]}
@@ -136,13 +149,14 @@ def main(argv: list[str] | None = None) -> int:
             if not (root / "poses").is_dir():
                 real_sequence.bwdp("synth", "--out", str(root), "--frames", str(frames), "--height", str(args.height),
                                    "--width", str(args.width), "--seed", str(seed))
-        runs = [synth_run(args.work, p, s, args) for p in args.presets for s in args.seeds]
+        runs = run_all(synth_run, args)
         result["synth"] = {"train_frames": args.synth_frames, "heldout_frames": args.heldout_frames,
                            "size": [args.height, args.width], "iterations": args.iterations,
                            "config": args.synth_config, "extra_set": args.synth_set, "runs": runs,
                            "table": summarise(runs, ("abs_rel", "delta1"))}
     if args.kitti is not None:
-        runs = [kitti_run(args.work, p, s, args) for p in args.presets for s in args.seeds]
+        runs = [kitti_run(args.work, p, s, args) for p in args.presets for s in args.seeds]  # one at a time: its
+        # CPU-time figures come from the process's children (real_sequence.CPU_SECONDS)
         result["kitti"] = {"source": str(args.kitti), "sequence": args.sequence, "config": args.kitti_config,
                            "iterations_override": args.kitti_iterations or None, "extra_set": args.kitti_set,
                            "runs": runs, "table": summarise(runs, ("ate_sim3_m", "t_err_percent",

@@ -69,9 +69,10 @@ def test_real_sequence_and_ablation_benches_run_at_toy_size(tmp_path):
                           "--synth-set", "model.init=null", "--kitti", str(root), "--sequence", "00",
                           "--kitti-iterations", "2", "--kitti-set", "data.height=32", "--kitti-set", "data.width=96",
                           "--kitti-set", "train.batch=2", "--kitti-set", "train.warmup_steps=0",
-                          "--kitti-set", "model.init=null",
+                          "--kitti-set", "model.init=null", "--depth-gt", str(depth_gt), "--jobs", "2",
                           "--work", str(tmp_path / "abl"), "--results", str(results), "--tag", "toy"]) == 0
     table = json.loads((results / "ablation_toy.json").read_text())
     assert set(table["synth"]["table"]) == {"full"} == set(table["kitti"]["table"])
     assert table["synth"]["table"]["full"]["abs_rel_mean"] > 0
     assert "ate_sim3_m_mean" in table["kitti"]["table"]["full"]
+    assert table["kitti"]["runs"][0]["abs_rel"] > 0 and "abs_rel_mean" in table["kitti"]["table"]["full"]
