@@ -6,7 +6,8 @@
 
 (i) Synthetic street: `bwdp synth` renders a training street (seed 1) and a held-out street (seed 7, never trained on);
     every (preset, seed) trains with `bwdp train` on the first with the same budget and is scored with `bwdp eval-depth
-    --data` on the second: median-scaled AbsRel and delta < 1.25.
+    --data` on the second: median-scaled AbsRel and delta < 1.25. A run whose checkpoint stops short of the budget
+    resumes (`bwdp train --resume`), a finished one is only scored again, so presets can be added to a work folder.
 (ii) Real sequence (with --kitti): every (preset, seed) runs bench/real_sequence.py (the one-sequence recipe with
     `loss.preset` set, `bwdp vo`, `bwdp eval-odom`): ATE after sim(3) alignment and the yaw ratio through the turns.
 Writes bench/results/ablation[_<tag>].json: per run, and per preset the mean and spread over seeds; the load average
@@ -34,6 +35,7 @@ sys.path.insert(0, str(BENCH))
 
 import real_sequence  # noqa: E402
 
+from bwdp_core.checkpoint import load_checkpoint  # noqa: E402
 from bwdp_core.losses.config import PRESETS  # noqa: E402
 
 PAPER_ABS_REL = {"baseline": 0.1418, "bi": 0.1390, "bi_occ": 0.1262, "bi_occ_dsc": 0.1234, "bi_occ_dsc_aw": 0.1219,
@@ -50,14 +52,19 @@ def synth_run(work: Path, preset: str, seed: int, args) -> dict:
     train_args = ["train", "--config", args.synth_config, "--out", str(out / "train"), "--no-progress"]
     for item in sets:
         train_args += ["--set", item]
-    wall = real_sequence.bwdp(*train_args, log=out.with_suffix(".train.log")) if not (
-        out / "train" / "checkpoints" / "last.pt").is_file() else None
+    last = out / "train" / "checkpoints" / "last.pt"
+    done = int(load_checkpoint(last).get("step", 0)) if last.is_file() else 0  # a run cut short resumes
+    wall_file = out / "train_wall.json"  # {"train_wall_s", "resumed_from_step"} of the run that finished it
+    if done < args.iterations:
+        wall = real_sequence.bwdp(*train_args, *(["--resume"] if done else []), log=out.with_suffix(".train.log"))
+        wall_file.write_text(json.dumps({"train_wall_s": round(wall, 1), "resumed_from_step": done}))
+    timing = json.loads(wall_file.read_text()) if wall_file.is_file() else {"train_wall_s": None}
     real_sequence.bwdp("eval-depth", "--checkpoint", str(out / "train" / "checkpoints" / "last.pt"), "--data",
                        str(heldout_root), "--num-visuals", "0", "--out", str(out / "eval"),
                        log=out.with_suffix(".eval.log"))
     metrics = json.loads((out / "eval" / "metrics.json").read_text())["metrics"]
-    return {"preset": preset, "seed": seed, "train_wall_s": None if wall is None else round(wall, 1),
-            "abs_rel": round(metrics["abs_rel"], 4), "delta1": round(metrics["delta1"], 4)}
+    return {"preset": preset, "seed": seed, **timing, "abs_rel": round(metrics["abs_rel"], 4),
+            "delta1": round(metrics["delta1"], 4)}
 
 
 def kitti_run(work: Path, preset: str, seed: int, args) -> dict:
