@@ -15,10 +15,11 @@ from bwdp_core.checkpoint import load_checkpoint
 from bwdp_core.commands.cli import main as cli_main
 from bwdp_core.data.build import build_sources
 from bwdp_core.errors import ConfigError, DataError
+from bwdp_core.losses.config import LossConfig
 from bwdp_core.synth.render import render_sequence
 from bwdp_core.synth.write import write_kitti_odometry
 from bwdp_core.train.config import CONFIG_DIR, bundled_configs, load_config
-from bwdp_core.train.step import learning_rate
+from bwdp_core.train.step import build_loss_config, learning_rate
 
 H, W = 32, 96
 
@@ -74,6 +75,9 @@ def test_bundled_recipe_found_by_name_and_unknown_name_lists_them(tmp_path):
     assert cfg["data"]["source"]["path"] == str(tmp_path)
     recipe = (CONFIG_DIR / "sequence.yaml").read_text()
     assert cfg["train"]["iterations"] > 0 and "20 min" in recipe
+    # the recipe's measured loss choices reach the loss (a misspelt key would be rejected, a misplaced one ignored)
+    loss = build_loss_config(cfg)
+    assert loss.scale_invariant_warp and loss.w_smooth < LossConfig().w_smooth
     with pytest.raises(ConfigError, match="bundled: .*sequence"):
         load_config("no_such_recipe", [f"data.source.path={tmp_path}"])
 
