@@ -51,6 +51,10 @@ def test_export_writes_int8_files_and_manifest(exported, capsys):
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ format
     weights = [i for i in onnx.load(str(out / "pose_net.int8.onnx")).graph.initializer if i.data_type == 3]  # int8
     assert weights, "no int8 weights in the quantised PoseNet"
+    from bwdp_core.eval.export import read_export_metadata
+
+    for name in ("depth_net.int8.onnx", "pose_net.int8.onnx"):  # the translation unit survives quantisation
+        assert read_export_metadata(out / name)["bwdp.pose_translation_unit"] == report["pose_translation_unit"]
     dev = report["int8_deviation"]
     assert 0 < dev["depth_rel_median"] < 0.05  # approximate, but close to fp32 on frames like the calibration ones
 
