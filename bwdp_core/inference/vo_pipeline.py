@@ -315,14 +315,19 @@ class VisualOdometry:
             T[:3, 3] *= self.unit_correction
         else:  # the mean depth (already x unit_correction) of this frame, or of the newest depth frame
             if not np.isfinite(self._last_mean_depth):
-                self._last_mean_depth = self._mean_depth(
-                    self.estimator.depth(x_cur) * np.float32(self.unit_correction))
+                self._last_mean_depth = self._mean_depth(self._valid_depths(
+                    self.estimator.depth(x_cur) * np.float32(self.unit_correction)))
             T = translation_in_depth_units(T, unit, self._last_mean_depth)
         return T, None
 
     @staticmethod
-    def _mean_depth(depth_units: np.ndarray) -> float:
-        valid = depth_units[np.isfinite(depth_units) & (depth_units > 0)]
+    def _valid_depths(depth_units: np.ndarray) -> np.ndarray:
+        """The finite, positive values of a depth map (flat)."""
+        return depth_units[np.isfinite(depth_units) & (depth_units > 0)]
+
+    @staticmethod
+    def _mean_depth(valid: np.ndarray) -> float:
+        """Mean of valid depths (``_valid_depths``); NaN when there are none."""
         return float(valid.mean()) if valid.size else float("nan")
 
     def _metric_motion(self, T_units: np.ndarray, scale: float, dt: float) -> tuple[Optional[np.ndarray],
@@ -352,9 +357,9 @@ class VisualOdometry:
             self._pending_warning = near_constant_depth_warning(
                 [depth_units], getattr(self.estimator, "checkpoint", "in use"))
         K_depth = scale_intrinsics_to(K, image_hw, depth_units.shape)
-        valid = depth_units[np.isfinite(depth_units) & (depth_units > 0)]
+        valid = self._valid_depths(depth_units)
         self._last_median_depth = float(np.median(valid)) if valid.size else float("nan")
-        self._last_mean_depth = self._mean_depth(depth_units)
+        self._last_mean_depth = self._mean_depth(valid)
         status = None
         if self.ground is not None:
             with self._scale_lock:
