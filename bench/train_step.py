@@ -6,10 +6,17 @@ networks and optimizer), so a load change on the shared machine hits all of them
 bench/results/train_step.json, with the 1-minute load average before and after.
 
     python bench/train_step.py [--steps 4] [--variants default fused_adam channels_last inverse_pose fastest]
+                               [--config sequence] [--height 64 --width 224]
 
-variants: default        = the full method as configured by default (second PoseNet pass, torch's default Adam)
+The networks and the loss are those of `bwdp train --config CONFIG` (default: bwdp_core/config/train.yaml, i.e. the
+plain decoder; ``--config sequence`` = the one-recording recipe: GroupNorm decoder, scale-invariant warp, its
+λ_smooth), built by the training code itself (bwdp_core.train.step), so a variant measures what training would do.
+
+variants: default        = the full method as the config sets it (second PoseNet pass, torch's default Adam,
+                           train.channels_last)
+          contiguous     = default in the contiguous (NCHW) memory format
           fused_adam     = + torch.optim.Adam(fused=True)
-          channels_last  = + networks and inputs in channels_last memory format
+          channels_last  = + networks and inputs in channels_last memory format (train.channels_last)
           inverse_pose   = + T_{r->t} = invert_pose(T_{t->r}) (LossConfig.inverse_pose; no second PoseNet pass)
           fastest        = fused_adam + channels_last + inverse_pose
 """
@@ -17,6 +24,7 @@ variants: default        = the full method as configured by default (second Pose
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -29,14 +37,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bwdp_core.losses import loss_config  # noqa: E402
 from bwdp_core.losses.total import total_loss  # noqa: E402
-from bwdp_core.model import predict_snippet  # noqa: E402
-from bwdp_core.nets.disp_net import DispNet  # noqa: E402
-from bwdp_core.nets.pose_net import PoseNet  # noqa: E402
+from bwdp_core.train.config import load_config  # noqa: E402
+from bwdp_core.train.step import SnippetModel, as_prediction, build_loss_config, build_networks  # noqa: E402
 
 VARIANTS = {
     "default": {},
+    "contiguous": {"channels_last": False},
     "fused_adam": {"fused": True},
     "channels_last": {"channels_last": True},
     "inverse_pose": {"inverse_pose": True},
@@ -46,25 +53,25 @@ PHASES = ("networks_forward", "loss_forward", "backward", "adam")
 
 
 class Variant:
-    def __init__(self, name, preset, batch, height, width, fused=False, channels_last=False, inverse_pose=False):
+    def __init__(self, name, cfg, batch, height, width, fused=False, channels_last=None, inverse_pose=False):
         torch.manual_seed(0)
         self.name = name
-        self.disp_net, self.pose_net = DispNet(18).train(), PoseNet(18).train()
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        self.disp_net.to(memory_format=fmt), self.pose_net.to(memory_format=fmt)
-        params = list(self.disp_net.parameters()) + list(self.pose_net.parameters())
-        self.optimizer = torch.optim.Adam(params, lr=1e-4, **({"fused": True} if fused else {}))
-        self.cfg = loss_config(preset, inverse_pose=inverse_pose)
+        disp_net, pose_net = build_networks(cfg)
+        self.cfg = dataclasses.replace(build_loss_config(cfg), inverse_pose=inverse_pose)
+        if channels_last is None:  # as the config says (train.channels_last)
+            channels_last = bool(cfg["train"]["channels_last"])
+        self.model = SnippetModel(disp_net, pose_net, self.cfg, channels_last=channels_last).train()
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4, **({"fused": True} if fused else {}))
         g = torch.Generator().manual_seed(0)
-        self.tgt = torch.rand(batch, 3, height, width, generator=g).contiguous(memory_format=fmt)
-        self.refs = [torch.rand(batch, 3, height, width, generator=g).contiguous(memory_format=fmt) for _ in range(2)]
+        self.tgt = torch.rand(batch, 3, height, width, generator=g)
+        self.refs = [torch.rand(batch, 3, height, width, generator=g) for _ in range(2)]
         self.K = torch.tensor([[0.58 * width, 0, width / 2], [0, 0.58 * width, height / 2], [0, 0, 1]]).expand(
             batch, 3, 3).contiguous()
         self.times, self.phases = [], []
 
     def step(self, record: bool):
         t0 = time.perf_counter()
-        pred = predict_snippet(self.disp_net, self.pose_net, self.tgt, self.refs, self.cfg)
+        pred = as_prediction(self.model(self.tgt, self.refs))
         t1 = time.perf_counter()
         total, _, _ = total_loss(self.cfg, self.tgt, self.refs, self.K, pred)
         t2 = time.perf_counter()
@@ -91,6 +98,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--height", type=int, default=128)
     parser.add_argument("--width", type=int, default=416)
+    parser.add_argument("--config", default=None, help="training config (file or bundled name, e.g. sequence); "
+                        "default bwdp_core/config/train.yaml")
     parser.add_argument("--preset", default="full")
     parser.add_argument("--variants", nargs="+", default=["default", "fastest"], choices=list(VARIANTS))
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "train_step.json"))
@@ -98,7 +107,9 @@ def main(argv=None) -> dict:
 
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
-    variants = [Variant(name, args.preset, args.batch, args.height, args.width, **VARIANTS[name])
+    cfg = load_config(args.config, ["data.source.path=/unused", f"loss.preset={args.preset}",
+                                    f"data.height={args.height}", f"data.width={args.width}", "model.init=null"])
+    variants = [Variant(name, cfg, args.batch, args.height, args.width, **VARIANTS[name])
                 for name in args.variants]
     for step in range(args.warmup + args.steps):
         for variant in variants:
@@ -111,6 +122,7 @@ def main(argv=None) -> dict:
         "variants": {v.name: {**VARIANTS[v.name], **v.summary()} for v in variants},
         "steps": args.steps, "warmup": args.warmup, "threads": args.threads, "batch": args.batch,
         "height": args.height, "width": args.width, "snippet_length": 3, "preset": args.preset,
+        "config": args.config or "train.yaml", "decoder_norm": cfg["model"]["decoder_norm"],
         "num_scales": variants[0].cfg.num_scales,
         "torch": torch.__version__, "cpu_count": os.cpu_count(), "platform": platform.platform(),
         "load_average_before": load_before, "load_average_after": os.getloadavg(),

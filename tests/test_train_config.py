@@ -79,6 +79,7 @@ def test_defaults_file_and_set_overrides(tmp_path):
     ("nosection.key=1", "nosection"),
     ("train.batch=0", "train.batch"),
     ("train.device=tpu", "train.device"),
+    ("train.channels_last=fast", "train.channels_last"),
     ("data.height=100", "data.height"),
     ("train=3", "train"),
     ("train.batch", "key=value"),

@@ -207,6 +207,7 @@ def validate_config(cfg: dict) -> None:
     for key in ("image_every", "val_every", "val_batches", "threads", "collapse_window"):
         _require(cfg, f"train.{key}", int, nonneg, "non-negative (0 = off/default)")
     _require(cfg, "train.amp", bool, hint="true or false")
+    _require(cfg, "train.channels_last", bool, hint="true or false")
     _require(cfg, "train.device", str, lambda v: v in DEVICES,
              f"{', '.join(DEVICES[:-1])} or {DEVICES[-1]}")
     _require(cfg, "train.grad_clip", (int, float), nonneg, "non-negative")

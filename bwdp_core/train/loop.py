@@ -81,7 +81,7 @@ def build_state(cfg: dict, ctx: DistContext, loss_cfg, resume_from) -> TrainingS
     """Networks (identically initialised on every rank), optimizer, scaler; restored from ``resume_from`` if given."""
     seed_everything(cfg["train"]["seed"])
     disp_net, pose_net = build_networks(cfg)
-    net = SnippetModel(disp_net, pose_net, loss_cfg).to(ctx.device)
+    net = SnippetModel(disp_net, pose_net, loss_cfg, cfg["train"]["channels_last"]).to(ctx.device)
     state = TrainingState(net=net, model=net, optimizer=build_optimizer(cfg, net),
                           scaler=make_scaler(use_amp(cfg, ctx.device)))
     seed_everything(cfg["train"]["seed"] + 7919 * ctx.rank)  # per-rank stream for anything random from here on

@@ -28,15 +28,19 @@ class SnippetModel(torch.nn.Module):
     dict back into the SnippetPrediction the loss takes.
     """
 
-    def __init__(self, disp_net: torch.nn.Module, pose_net: torch.nn.Module, loss_cfg):
+    def __init__(self, disp_net: torch.nn.Module, pose_net: torch.nn.Module, loss_cfg, channels_last: bool = False):
         super().__init__()
         self.disp_net = disp_net
         self.pose_net = pose_net
         self.loss_cfg = loss_cfg
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.to(memory_format=self.memory_format)
 
     def forward(self, tgt_img: torch.Tensor, ref_imgs: list[torch.Tensor]) -> dict:
-
-
+        """tgt_img [B,3,H,W], ref_imgs list of [B,3,H,W] -> the SnippetPrediction fields. The images are laid out in
+        the networks' memory format first (``train.channels_last``; the values are the same either way)."""
+        tgt_img = tgt_img.contiguous(memory_format=self.memory_format)
+        ref_imgs = [ref.contiguous(memory_format=self.memory_format) for ref in ref_imgs]
         pred = predict_snippet(self.disp_net, self.pose_net, tgt_img, ref_imgs, self.loss_cfg)
         return {f.name: getattr(pred, f.name) for f in dataclasses.fields(pred)}
 
