@@ -139,6 +139,38 @@ def test_mixed_sources_always_collate(seq):
     assert "depth_gt" not in only[0]
 
 
+class _Counting(_NoDepth):
+    """A source that counts how often each frame is decoded."""
+
+    def __init__(self, images, K):
+        super().__init__(images, K)
+        self.loads = {}
+
+    def load_image(self, i):
+        self.loads[i] = self.loads.get(i, 0) + 1
+        return self.images[i]
+
+
+def test_frame_cache_decodes_each_frame_once_and_changes_no_sample(seq):
+    frame_bytes = 32 * 96 * 3
+    plain_src, cached_src, small_src = (_Counting(seq.images, seq.K) for _ in range(3))
+    plain = SnippetDataset([plain_src], 32, 96, augment=True, seed=2)
+    cached = SnippetDataset([cached_src], 32, 96, augment=True, seed=2, cache_bytes=len(seq.images) * frame_bytes)
+    small = SnippetDataset([small_src], 32, 96, augment=True, seed=2, cache_bytes=2 * frame_bytes)
+    for epoch in range(2):
+        for ds in (plain, cached, small):
+            ds.set_epoch(epoch)
+        for i in range(len(plain)):
+            a, b, c = plain[i], cached[i], small[i]
+            for key in ("tgt_img", "ref_imgs", "intrinsics"):  # augmentation in place must not reach the cache
+                assert torch.equal(a[key], b[key]) and torch.equal(a[key], c[key]), (epoch, i, key)
+    # 5 snippets x 3 frames x 2 epochs = 30 reads of 7 frames: all decoded once with the cache, every read without
+    assert sum(plain_src.loads.values()) == 30 and set(cached_src.loads.values()) == {1}
+    assert cached._cached_bytes == len(seq.images) * frame_bytes
+    # a cache of two frames evicts (least recently used first) and stays within its size
+    assert 7 < sum(small_src.loads.values()) < 30 and small._cached_bytes <= 2 * frame_bytes
+
+
 def test_augmentation_is_deterministic_per_seed_epoch_index(seq):
     ds = SnippetDataset([SynthSource(seq)], 32, 96, augment=True, seed=3)
     a, b = ds[2], ds[2]

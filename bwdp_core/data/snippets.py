@@ -9,7 +9,9 @@ Item (one format whatever the source)::
                  source without depth, so batches always collate),
      "index": int (dataset index), "source_index": int, "frame_index": int (target frame in its source)}
 
-Frames are resized to (H, W) with K rescaled exactly (see augment.py). With ``augment=True`` each snippet gets one
+Frames are resized to (H, W) with K rescaled exactly (see augment.py). Resized frames are kept in a per-process LRU
+cache of ``cache_bytes`` (0 = none): every frame is read by up to L snippets, and decoding it (PNG, or a seek in a
+video) costs more than the training step's share of it at small sizes. With ``augment=True`` each snippet gets one
 random
 scale-crop + flip applied identically to every frame and to the depth. Randomness comes from a generator seeded by
 (seed, epoch, index), so results do not depend on DataLoader workers or their order; call ``set_epoch`` to get fresh
@@ -17,6 +19,7 @@ augmentations each epoch.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -52,7 +55,8 @@ def image_to_tensor(image: np.ndarray) -> torch.Tensor:
 
 class SnippetDataset(torch.utils.data.Dataset):
     def __init__(self, sources: Sequence[FrameSource], height: int, width: int, snippet_length: int = 3,
-                 stride: int = 1, augment: bool = False, seed: int = 0, max_scale: float = 1.15):
+                 stride: int = 1, augment: bool = False, seed: int = 0, max_scale: float = 1.15,
+                 cache_bytes: int = 0):
         if snippet_length < 3 or snippet_length % 2 == 0:
             raise ConfigError(f"snippet_length must be odd and >= 3 (target in the middle), got {snippet_length}")
         if stride < 1:
@@ -61,6 +65,11 @@ class SnippetDataset(torch.utils.data.Dataset):
             raise ConfigError(f"training size {height}x{width} is too small")
         if not sources:
             raise DataError("no data sources given")
+        if cache_bytes < 0:
+            raise ConfigError(f"frame cache size must be >= 0 bytes, got {cache_bytes}")
+        self.cache_bytes = int(cache_bytes)
+        self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._cached_bytes = 0
         self.sources = list(sources)
         self.height, self.width = int(height), int(width)
         self.snippet_length, self.stride = int(snippet_length), int(stride)
@@ -94,7 +103,7 @@ class SnippetDataset(torch.utils.data.Dataset):
         source = self.sources[s]
         size = (self.height, self.width)
         frame_ids = [t] + [t + o for o in self.offsets]
-        images = [resize_image(source.load_image(f), size) for f in frame_ids]
+        images = [self._resized_frame(s, f) for f in frame_ids]
         K = resize_intrinsics(source.intrinsics, source.image_size, size)
         depth = None
         if self.has_depth:
@@ -115,3 +124,21 @@ class SnippetDataset(torch.utils.data.Dataset):
         if depth is not None:
             item["depth_gt"] = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))[None]
         return item
+
+    def _resized_frame(self, s: int, f: int) -> np.ndarray:
+        """Frame ``f`` of source ``s`` resized to (H, W), uint8 [H, W, 3], through the LRU frame cache. The caller
+        gets its own copy (augmentation works in place)."""
+        key = (s, f)
+        frame = self._cache.get(key)
+        if frame is not None:
+            self._cache.move_to_end(key)
+            return frame.copy()
+        frame = resize_image(self.sources[s].load_image(f), (self.height, self.width))
+        if frame.nbytes <= self.cache_bytes:
+            self._cache[key] = frame
+            self._cached_bytes += frame.nbytes
+            while self._cached_bytes > self.cache_bytes:
+                _, old = self._cache.popitem(last=False)
+                self._cached_bytes -= old.nbytes
+            frame = frame.copy()
+        return frame

@@ -179,6 +179,7 @@ def validate_config(cfg: dict) -> None:
              "odd and at least 3 (target in the middle)")
     _require(cfg, "data.stride", int, pos, "at least 1")
     _require(cfg, "data.augment", bool, hint="true or false")
+    _require(cfg, "data.frame_cache_mb", int, lambda v: v >= 0, "non-negative (0 = no cache)")
     _require(cfg, "data.val_fraction", (int, float), lambda v: 0 <= v < 1, "in [0, 1)")
     for name in ("source", "val_source"):
         src = cfg["data"][name]

@@ -65,9 +65,11 @@ def load_sources(source_cfg, data_cfg: dict) -> list:
 
 
 def snippet_dataset(sources: list, data_cfg: dict, augment: bool, seed: int) -> Dataset:
-
+    """SnippetDataset over ``sources`` with the size, snippet shape and frame cache (``data.frame_cache_mb``, per
+    process: each DataLoader worker holds its own) of ``data_cfg``."""
     return SnippetDataset(sources, data_cfg["height"], data_cfg["width"], snippet_length=data_cfg["snippet_length"],
-                          stride=data_cfg["stride"], augment=augment, seed=seed)
+                          stride=data_cfg["stride"], augment=augment, seed=seed,
+                          cache_bytes=int(data_cfg["frame_cache_mb"]) * 2**20)
 
 
 def _has_depth_gt(dataset) -> bool:
