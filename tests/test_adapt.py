@@ -110,6 +110,33 @@ def test_a_diverging_loss_rolls_back(checkpoint, street, monkeypatch):
     assert _same(_weights(adapter), good)
 
 
+def test_weights_whose_depth_collapses_are_not_swapped_in(street, tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    disp_net, pose_net = build_models({"num_layers": 18, "decoder_norm": "group"})  # structured from the start
+    start = tmp_path / "structured.pt"
+    save_checkpoint(start, make_checkpoint(disp_net, pose_net, H, W))
+    estimator, adapter, vo = _pipeline(start, steps_per_swap=1)
+    for i in range(3):
+        vo.process(street.images[i], street.K, i * 100_000_000)
+    assert adapter.train(1) == 1 and adapter.status.swaps == 1 and adapter.status.rollbacks == 0
+    swapped = adapter.take_update()
+    assert swapped is not None
+    good = adapter._good
+    real_step = adapt_module.train_step
+
+    def collapsing(model, *args, **kwargs):
+        result = real_step(model, *args, **kwargs)
+        with torch.no_grad():  # the step leaves DispNet predicting one disparity everywhere (a collapsed network)
+            model.disp_net.decoder.head0.conv.weight.zero_()
+        return result
+
+    monkeypatch.setattr(adapt_module, "train_step", collapsing)
+    assert adapter.train(1) == 0
+    assert adapter.status.rollbacks == 1 and "near-constant" in adapter.status.last_rollback
+    assert _same(_weights(adapter), good) and adapter.status.swaps == 1
+    assert adapter.take_update() is None                                 # the collapsed weights never reach inference
+
+
 class ScaledRunner(InferenceRunner):
     """The same networks in another unit: depth and translation x factor (what retraining may do to the scale)."""
 

@@ -14,7 +14,9 @@ The paper's loss (eq. 7) needs no ground truth, so the networks can be fine-tune
 
 Safety: training pauses while the camera is static, while tracking is lost, and after a divergence. A step whose loss
 or gradient is not finite, whose loss exceeds ``divergence_factor`` x the running mean, or after which any weight is
-not finite, rolls the networks back to the last good (last swapped) weights with a fresh optimiser. Batch-norm
+not finite, rolls the networks back to the last good (last swapped) weights with a fresh optimiser; so do weights
+about to be swapped in whose depth on the newest frame is near-constant (std/mean < NEAR_CONSTANT_DEPTH) where the
+running weights' is not: the loss can fall while the depth collapses (bench/adapt.py, lr 5e-4: std/mean 0.52 -> 0.01). Batch-norm
 statistics stay frozen (a few correlated frames would corrupt them). Weights that reach the pipeline are always finite,
 and the pipeline keeps depth and odometry continuous at a swap (``WeightsUpdate.depth_ratio``).
 
@@ -39,6 +41,7 @@ import torch
 
 from bwdp_core.checkpoint import build_models, load_checkpoint, make_checkpoint, save_checkpoint
 from bwdp_core.errors import ConfigError
+from bwdp_core.geometry import NEAR_CONSTANT_DEPTH, depth_std_over_mean
 from bwdp_core.inference import settings
 from bwdp_core.inference.adaptation import AdaptSample, WeightsUpdate
 from bwdp_core.inference.backends import InferenceRunner, optimize_for_inference
@@ -341,11 +344,12 @@ class Adapter:
         self.status.paused = ""
         self._since_swap += 1
         if self._since_swap >= self.cfg.steps_per_swap:
-            self._post_update()
+            return self._post_update()
         return True
 
-    def _post_update(self) -> None:
-        """Build a runner from the current weights (off the inference thread) and post it with the depth ratio."""
+    def _post_update(self) -> bool:
+        """Build a runner from the current weights (off the inference thread) and post it with the depth ratio;
+        False when the weights were rejected (rolled back) instead."""
         self._since_swap = 0
         disp_net, pose_net = copy.deepcopy(self.model.disp_net).eval(), copy.deepcopy(self.model.pose_net).eval()
         runner = optimize_for_inference(disp_net, pose_net, self.height, self.width, backend=self.backend,
@@ -354,16 +358,22 @@ class Adapter:
         image = self.buffer.newest_image()
         if image is not None:
             image = image.to(self.device)
-            new, old = runner.depth(image), self._current_runner.depth(image)
-            ratio = float(torch.median(new.float().cpu()) / torch.median(old.float().cpu()))
+            new, old = runner.depth(image).float().cpu(), self._current_runner.depth(image).float().cpu()
+            ratio = float(torch.median(new) / torch.median(old))
             if not np.isfinite(ratio) or ratio <= 0:
                 self.rollback(f"the new weights' depth ratio {ratio} is unusable")
-                return
+                return False
+            structure_new, structure_old = (float(depth_std_over_mean(d)[0]) for d in (new, old))
+            if structure_new < NEAR_CONSTANT_DEPTH <= structure_old:
+                self.rollback(f"the new weights' depth is near-constant (std/mean {structure_new:.4f} < "
+                              f"{NEAR_CONSTANT_DEPTH}; now {structure_old:.3f}): the depth network is collapsing")
+                return False
         self._good = self._snapshot()
         self._current_runner = runner
         self.status.swaps += 1
         with self._lock:
             self._update = WeightsUpdate(runner=runner, version=self.status.swaps, depth_ratio=ratio)
+        return True
 
     @torch.no_grad()
     def evaluate(self, batch: dict) -> dict[str, float]:
