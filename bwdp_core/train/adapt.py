@@ -16,8 +16,8 @@ Safety: training pauses while the camera is static, while tracking is lost, and 
 or gradient is not finite, whose loss exceeds ``divergence_factor`` x the running mean, or after which any weight is
 not finite, rolls the networks back to the last good (last swapped) weights with a fresh optimiser; so do weights
 about to be swapped in whose depth on the newest frame is near-constant (std/mean < NEAR_CONSTANT_DEPTH) where the
-running weights' is not: the loss can fall while the depth collapses (bench/adapt.py, lr 5e-4: std/mean 0.52 -> 0.01). Batch-norm
-statistics stay frozen (a few correlated frames would corrupt them). Weights that reach the pipeline are always finite,
+running weights' is not: the loss can fall while the depth collapses (bench/adapt.py, lr 5e-4: std/mean 0.52 -> 0.01).
+Batch-norm statistics stay frozen (a few correlated frames would corrupt them). Weights that reach the pipeline are always finite,
 and the pipeline keeps depth and odometry continuous at a swap (``WeightsUpdate.depth_ratio``).
 
 Two drivers, one code path: ``start()`` runs step() in a background thread with its own torch thread budget, a lower
