@@ -17,8 +17,8 @@ or gradient is not finite, whose loss exceeds ``divergence_factor`` x the runnin
 not finite, rolls the networks back to the last good (last swapped) weights with a fresh optimiser; so do weights
 about to be swapped in whose depth on the newest frame is near-constant (std/mean < NEAR_CONSTANT_DEPTH) where the
 running weights' is not: the loss can fall while the depth collapses (bench/adapt.py, lr 5e-4: std/mean 0.52 -> 0.01).
-Batch-norm statistics stay frozen (a few correlated frames would corrupt them). Weights that reach the pipeline are always finite,
-and the pipeline keeps depth and odometry continuous at a swap (``WeightsUpdate.depth_ratio``).
+Batch-norm statistics stay frozen (a few correlated frames would corrupt them). Weights that reach the pipeline are
+always finite, and the pipeline keeps depth and odometry continuous at a swap (``WeightsUpdate.depth_ratio``).
 
 Two drivers, one code path: ``start()`` runs step() in a background thread with its own torch thread budget, a lower
 OS priority and a duty cycle (``share``: the fraction of wall time it may compute) -- the node; ``train(n)`` runs n
