@@ -35,6 +35,7 @@ from bwdp_core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from bwdp_core.commands import cli  # noqa: E402
 from bwdp_core.data.bag_io import image_from_msg, iter_messages  # noqa: E402
 from bwdp_core.data.kitti_odometry import KittiOdometrySource  # noqa: E402
+from bwdp_core.inference import settings  # noqa: E402
 from bwdp_core.inference.vo_pipeline import DepthPoseEstimator, scale_intrinsics_to  # noqa: E402
 from bwdp_core.train.adapt import AdaptConfig, Adapter  # noqa: E402
 
@@ -96,7 +97,7 @@ def main() -> int:
     parser.add_argument("--model-note", default="")
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--steps-per-frame", type=int, default=1)
-    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--lr", type=float, default=settings.default("adapt_lr"), help="default: the node's adapt_lr")
     parser.add_argument("--steps-per-swap", type=int, default=10)
     parser.add_argument("--network-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                         help="run the start model at this input size (default: its training size)")

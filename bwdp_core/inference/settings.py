@@ -148,7 +148,7 @@ SETTINGS: tuple[Setting, ...] = (
             "enough)", Number(minimum=3, integer=True), True),
     Setting("adapt_steps_per_swap", 20, "adapt: training steps between two hand-overs of the weights to inference",
             Number(minimum=1, integer=True), True),
-    Setting("adapt_lr", 1.0e-4, "adapt: learning rate (Adam)", Number(minimum=0, exclusive_minimum=True, maximum=1),
+    Setting("adapt_lr", 5.0e-4, "adapt: learning rate (Adam)", Number(minimum=0, exclusive_minimum=True, maximum=1),
             True),
     Setting("adapt_share", 0.5, "adapt: fraction of wall time the worker may compute (CPU/GPU share; it also runs "
             "at a lower OS priority with adapt_threads torch threads)", Number(minimum=0, exclusive_minimum=True,
