@@ -18,6 +18,7 @@ sys.path.insert(0, str(BENCH))
 
 import ablation  # noqa: E402
 import classical_vo  # noqa: E402
+import data_loading  # noqa: E402
 import real_sequence  # noqa: E402
 
 TOY = ["--set", "data.height=32", "--set", "data.width=96", "--set", "train.iterations=2", "--set", "train.batch=2",
@@ -76,3 +77,14 @@ def test_real_sequence_and_ablation_benches_run_at_toy_size(tmp_path):
     assert table["synth"]["table"]["full"]["abs_rel_mean"] > 0
     assert "ate_sim3_m_mean" in table["kitti"]["table"]["full"]
     assert table["kitti"]["runs"][0]["abs_rel"] > 0 and "abs_rel_mean" in table["kitti"]["table"]["full"]
+
+
+def test_data_loading_bench_reads_the_dataset_with_and_without_the_cache(tmp_path):
+    root = grey_kitti_layout(tmp_path / "kitti")
+    out = tmp_path / "data_loading.json"
+    source = json.dumps({"type": "kitti_odom", "path": str(root), "camera": 0})
+    assert data_loading.main([source, "--epochs", "2", "--cache-mb", "0", "1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["runs"]) == {"cache_0mb", "cache_1mb"} and result["size"] == [64, 224]
+    for run in result["runs"].values():
+        assert run["snippets"] > 0 and run["first_epoch_s_per_batch"] > 0 and run["later_epochs_s_per_batch"] > 0
