@@ -12,9 +12,9 @@ Item (one format whatever the source)::
 Frames are resized to (H, W) with K rescaled exactly (see augment.py). Resized frames are kept in a per-process LRU
 cache of ``cache_bytes`` (0 = none): every frame is read by up to L snippets, and decoding it (PNG, or a seek in a
 video) costs more than the training step's share of it at small sizes. With ``augment=True`` each snippet gets one
-random scale-crop + flip applied identically to every frame and to the depth. Randomness comes from a generator seeded by
-(seed, epoch, index), so results do not depend on DataLoader workers or their order; call ``set_epoch`` to get fresh
-augmentations each epoch.
+random scale-crop + flip applied identically to every frame and to the depth. Randomness comes from a generator
+seeded by (seed, epoch, index), so results do not depend on DataLoader workers or their order; call ``set_epoch`` to
+get fresh augmentations each epoch.
 """
 from __future__ import annotations
 
