@@ -7,7 +7,7 @@ import torch
 
 from bwdp_core.losses.total import total_loss
 from bwdp_core.train.config import load_config
-from bwdp_core.train.distributed import DistContext
+from bwdp_core.train.distributed import init_distributed
 from bwdp_core.train.loop import build_state
 from bwdp_core.train.step import SnippetModel, as_prediction, build_loss_config, build_networks
 
@@ -50,7 +50,7 @@ def test_channels_last_step_matches_the_default_layout():
 
 
 def test_train_channels_last_reaches_the_networks():
-    ctx = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    ctx = init_distributed("cpu")  # the single-process context `bwdp train` uses without torchrun
     for flag in (False, True):
         cfg = load_config(None, ["data.source.path=/x", "data.height=32", "data.width=96",
                                  f"train.channels_last={str(flag).lower()}"])
