@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -59,6 +60,13 @@ def main() -> int:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bwdp_bench_node_"))
+    try:
+        return _measure(args, tmp)
+    finally:  # the fixture checkpoint is ~100 MB; the node log is summarised in the JSON
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _measure(args: argparse.Namespace, tmp: Path) -> int:
     ckpt = args.checkpoint or make_constant_motion_checkpoint(tmp / "fixture.pt", args.height, args.width,
                                                               motion=(0, 0, 0.03, 0, 0, 0))
     rng = np.random.default_rng(0)
