@@ -2,6 +2,7 @@
 and `bwdp vo` applying it (networks replaced by an oracle knowing the rendered depth and motion, at a wrong scale)."""
 import hashlib
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -17,6 +18,9 @@ from bwdp_core.inference.ground_scale import (
     backproject_ground_region,
     fit_ground_plane,
     ground_up_vector,
+    motion_aligned_normal,
+    plane_distance_from_homography,
+    plane_homography,
 )
 from bwdp_core.inference.vo_pipeline import VisualOdometry, VOConfig
 from bwdp_core.synth.render import render_sequence
@@ -29,6 +33,82 @@ UNIT = 0.37  # the oracle's depth unit: 1 unit = 1 / 0.37 m, i.e. the true metre
 @pytest.fixture(scope="module")
 def street():
     return render_sequence(12, 64, 224, seed=3)
+
+
+@pytest.fixture(scope="module")
+def fine_street():
+    """The road homography needs road texture: at 64x224 the renderer's tiled road texture repeats within the search
+    range of the distance (measured: 1.19-1.64 m for 1.6 m), at 192x640 it does not (1.57-1.62 m)."""
+    return render_sequence(12, 192, 640, seed=3)
+
+
+FLAT_K = np.array([[300.0, 0, 320.0], [0, 300.0, 96.0], [0, 0, 1]])
+
+
+def _textured_pair(T_prev_cur, distance=1.5, seed=0):
+    """Two views of a ground plane ``distance`` below the first camera, covered in a random texture (5 cm texels,
+    blurred): the previous frame and the current one after the camera moved by T_prev_cur (optical axes), float32
+    grey [192, 640]; above the horizon 0. Each pixel's ray meets the plane; the texture is sampled there."""
+    rng = np.random.default_rng(seed)
+    texel, half_width, length = 0.05, 20.0, 80.0
+    # blurred more along the road (rows): the ground is foreshortened there, and point-sampled texels would alias
+    texture = cv2.GaussianBlur(rng.uniform(0, 255, (int(length / texel), int(2 * half_width / texel))),
+                               (0, 0), sigmaX=3.0, sigmaY=10.0).astype(np.float32)
+    ys, xs = np.mgrid[0:192, 0:640].astype(np.float64)
+    rays = np.stack([xs, ys, np.ones_like(xs)], axis=-1) @ np.linalg.inv(FLAT_K).T
+
+    def view(R, origin):
+        d = rays @ R.T                                   # ray directions in the previous frame
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = (distance - origin[1]) / d[..., 1]
+        s = np.where((d[..., 1] > 0) & (s > 0), s, np.nan)
+        u = (origin[0] + s * d[..., 0] + half_width) / texel
+        v = (origin[2] + s * d[..., 2]) / texel
+        return cv2.remap(texture, np.nan_to_num(u, nan=-1).astype(np.float32),
+                         np.nan_to_num(v, nan=-1).astype(np.float32), cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+    return view(np.eye(3), np.zeros(3)), view(T_prev_cur[:3, :3], T_prev_cur[:3, 3])
+
+
+def _forward(metres, yaw_deg=0.0):
+    T = transform_from_xyz_rpy((0, 0, 0), (0, np.deg2rad(yaw_deg), 0))  # about optical y (down): a turn
+    T[2, 3] = metres
+    return T
+
+
+def test_plane_homography_maps_a_ground_point_to_where_the_moved_camera_sees_it():
+    T = _forward(0.8, 3.0)
+    X_prev = np.array([0.7, 1.5, 6.0])                 # on the ground 1.5 below the camera: n . X + d = 0
+    X_cur = np.linalg.inv(T) @ np.append(X_prev, 1.0)
+    H = plane_homography(FLAT_K, T, np.array([0.0, -1.0, 0.0]), 1.5)
+    p = H @ (FLAT_K @ X_prev)
+    assert np.allclose(p[:2] / p[2], (FLAT_K @ X_cur[:3])[:2] / X_cur[2], atol=1e-9)
+
+
+def test_homography_recovers_the_plane_distance_in_the_translations_unit():
+    cfg = GroundScaleConfig(camera_height=1.5)
+    up = np.array([0.0, -1.0, 0.0])
+    prev, cur = _textured_pair(_forward(0.8, 2.0))
+    d = plane_distance_from_homography(prev, cur, FLAT_K, _forward(0.8, 2.0), up, d0=2.5, cfg=cfg)  # a poor guess
+    assert d is not None and abs(d / 1.5 - 1) < 0.01
+    half = _forward(0.4, 2.0)                            # the same motion in a unit twice as large: half the distance
+    assert abs(plane_distance_from_homography(prev, cur, FLAT_K, half, up, d0=1.0, cfg=cfg) / 0.75 - 1) < 0.01
+    still = plane_distance_from_homography(prev, prev, FLAT_K, _forward(0.0), up, d0=1.5, cfg=cfg)
+    assert still is None                                 # no motion, no parallax: nothing to measure
+    noise = np.random.default_rng(1).uniform(0, 255, prev.shape).astype(np.float32)
+    assert plane_distance_from_homography(prev, noise, FLAT_K, _forward(0.8), up, d0=1.5, cfg=cfg) is None
+
+
+def test_road_normal_is_up_made_perpendicular_to_the_travel_direction():
+    up = np.array([0.0, -1.0, 0.0])
+    pitch = np.deg2rad(1.5)                             # camera pitched down: travel points up in the image
+    travel = np.array([0.0, -np.sin(pitch), np.cos(pitch)])
+    normal = motion_aligned_normal(up, [travel] * 5, max_tilt_deg=15.0)
+    assert abs(normal @ travel) < 1e-12 and np.degrees(np.arccos(normal @ up)) == pytest.approx(1.5)
+    assert np.array_equal(motion_aligned_normal(up, [], 15.0), up)                      # nothing seen yet
+    steep = np.array([0.0, -np.sin(0.5), np.cos(0.5)])                                  # 29 deg: not a road
+    assert np.array_equal(motion_aligned_normal(up, [steep], 15.0), up)
 
 
 def _depth_in_units(depth_m):
@@ -68,19 +148,28 @@ def test_pitched_mount_plane_is_found_only_with_the_right_mount():
     assert fit_ground_plane(points, ground_up_vector(MOUNT), cfg) is None  # level mount: 12 deg > 5 deg tilt
 
 
-def test_keeps_the_previous_scale_on_frames_without_ground(street):
-    scale = GroundScale(GroundScaleConfig(camera_height=CAMERA_HEIGHT), MOUNT)
-    good = scale.update(_depth_in_units(street.depths[0]), street.K)
-    assert good.initialised and good.frames_since_good == 0 and abs(good.scale * UNIT - 1) < 0.02
-    wall = np.full((64, 224), 3.0)            # a wall 3 units ahead fills the view: a plane, but vertical
-    sky = np.full((64, 224), np.nan)          # nothing valid at all
-    statuses = [scale.update(wall, street.K), scale.update(sky, street.K), scale.update(wall, street.K)]
+def test_keeps_the_previous_scale_on_frames_without_ground():
+    scale = GroundScale(GroundScaleConfig(camera_height=1.5), MOUNT)
+    T = _forward(0.8 * UNIT)                  # the motion in a network unit of 1 / UNIT m
+    prev, cur = _textured_pair(_forward(0.8))
+    ground = np.full((192, 640), np.nan)
+    ground[100:] = 1.5 * UNIT * FLAT_K[1, 1] / (np.arange(100, 192) - FLAT_K[1, 2])[:, None]  # depth of the plane
+
+    def step(depth):
+        scale.observe_depth(depth, FLAT_K)
+        return scale.update_motion(prev, cur, FLAT_K, T)
+
+    good = step(ground)
+    assert good.initialised and good.frames_since_good == 0 and abs(good.scale * UNIT - 1) < 0.01
+    wall = np.full((192, 640), 3.0)           # a wall 3 units ahead fills the view: a plane, but vertical
+    sky = np.full((192, 640), np.nan)         # nothing valid at all
+    statuses = [step(wall), step(sky), step(wall)]
     assert [s.measurement for s in statuses] == [None, None, None]
     assert [s.scale for s in statuses] == [good.scale] * 3
     assert [s.frames_since_good for s in statuses] == [1, 2, 3]
     events = [s.event for s in statuses]
     assert events[0] and "no ground plane" in events[0] and events[1:] == [None, None]  # said once
-    back = scale.update(_depth_in_units(street.depths[1]), street.K)
+    back = step(ground)
     assert back.frames_since_good == 0 and "visible again" in back.event
 
 
@@ -130,25 +219,28 @@ def _path_length(poses):
     return float(np.sum(np.linalg.norm(np.diff(np.asarray(poses)[:, :3, 3], axis=0), axis=1)))
 
 
-def test_pipeline_publishes_metres_with_camera_height(street):
+def test_pipeline_publishes_metres_with_camera_height(fine_street):
+    street = fine_street
     vo = VisualOdometry(OracleEstimator(street), VOConfig(camera_height=CAMERA_HEIGHT))
     frames = [vo.process(img, street.K, i * 100_000_000) for i, img in enumerate(street.images)]
-    assert frames[0].event and "ground found" in frames[0].event
-    assert all(abs(f.scale * UNIT - 1) < 0.02 for f in frames)
-    assert all(f.frames_since_ground == 0 for f in frames)
+    assert frames[0].scale == 1.0                      # one frame, no motion yet: nothing measured, metric_scale
+    assert frames[1].event and "ground found" in frames[1].event
+    assert all(abs(f.scale * UNIT - 1) < 0.03 for f in frames[1:])
+    assert all(f.frames_since_ground == 0 for f in frames[1:])
     gt_length = _path_length(street.poses)
-    assert abs(_path_length([f.T_start_camera for f in frames]) / gt_length - 1) < 0.02
+    assert abs(_path_length([f.T_start_camera for f in frames]) / gt_length - 1) < 0.03
     valid = np.isfinite(frames[5].depth)
-    assert np.allclose(frames[5].depth[valid], street.depths[5][valid], rtol=0.02)    # depth in metres
-    assert abs(np.linalg.norm(frames[5].linear_velocity) - 10.0) < 0.2                 # 1 m per 0.1 s
+    assert np.allclose(frames[5].depth[valid], street.depths[5][valid], rtol=0.03)    # depth in metres
+    assert abs(np.linalg.norm(frames[5].linear_velocity) - 10.0) < 0.3                 # 1 m per 0.1 s
     without = VisualOdometry(OracleEstimator(street), VOConfig())                       # off: network units
     assert abs(without.process(street.images[0], street.K, 0).scale - 1.0) < 1e-12
 
 
-def test_bwdp_vo_camera_height_gives_a_trajectory_within_5_percent_of_gt_length(street, tmp_path, monkeypatch,
-                                                                                  capsys):
-    assert cli.main(["synth", "--out", str(tmp_path / "synth"), "--frames", "12", "--height", "64", "--width",
-                     "224", "--seed", "3"]) == 0
+def test_bwdp_vo_camera_height_gives_a_trajectory_within_5_percent_of_gt_length(fine_street, tmp_path,
+                                                                                  monkeypatch, capsys):
+    street = fine_street
+    assert cli.main(["synth", "--out", str(tmp_path / "synth"), "--frames", "12", "--height", "192", "--width",
+                     "640", "--seed", "3"]) == 0
     monkeypatch.setattr("bwdp_core.commands.vo.DepthPoseEstimator", lambda *a, **k: OracleEstimator(street))
     out = tmp_path / "traj.txt"
     code = cli.main(["vo", "--checkpoint", "unused.pt", "--kitti-seq", str(tmp_path / "synth" / "sequences" / "00"),

@@ -137,8 +137,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_speed", 0.0, "faster motion estimates (m/s, after metric_scale) are rejected as tracking lost; "
             "0 = no limit", non_negative),
     Setting("camera_height", 0.0, "height of the camera above the ground (m): > 0 measures the metric scale from the "
-            "ground plane in every depth map (it replaces metric_scale once the road is seen) and applies it to "
-            "depth, odometry and twist; 0 = off", Number(minimum=0, maximum=MAX_CAMERA_HEIGHT)),
+            "road ahead (its homography between consecutive frames, where the depth map shows ground; it replaces "
+            "metric_scale once measured) and applies it to depth, odometry and twist; 0 = off",
+            Number(minimum=0, maximum=MAX_CAMERA_HEIGHT)),
     Setting("ground_max_tilt", 15.0, "the ground plane's normal may differ this much (deg) from the mount's up "
             "(vehicle pitch/roll, slopes); with camera_height", Number(minimum=0, exclusive_minimum=True, maximum=60)),
     Setting("adapt", False, "online self-supervised adaptation: a background worker fine-tunes the networks on the "

@@ -17,8 +17,10 @@ chain is T_c0_ccur = T_c0_cprev @ T_prev_cur; the robot pose follows through the
 
 Scale: monocular estimates are up to one unknown global scale; one factor multiplies every translation and every
 depth (the two share the scale). It is ``metric_scale`` (a known distance / the same distance in the output, e.g. the
-``scale`` that ``bwdp replay --gt`` prints), or, with ``camera_height`` > 0, the ground-plane scale measured in every
-depth map and filtered over time (:mod:`bwdp_core.inference.ground_scale`; ``metric_scale`` until the road is seen).
+``scale`` that ``bwdp replay --gt`` prints), or, with ``camera_height`` > 0, the ground-plane scale: the road's
+distance in PoseNet's translation unit, from the road homography between each frame and the previous one (a depth
+frame's own ground plane says whether road is in view), filtered over time (:mod:`bwdp_core.inference.ground_scale`;
+``metric_scale`` until the road is measured). A frame's depth and motion use the scale after its own measurement.
 
 Units: a model trained with the scale-invariant warp (``loss.overrides.scale_invariant_warp``) outputs its
 translation in units of the target frame's mean depth; :func:`translation_in_depth_units` turns it into depth units
@@ -53,7 +55,7 @@ from bwdp_core.geometry import depth_std_over_mean, near_constant_depth_message,
 from bwdp_core.inference import settings
 from bwdp_core.inference.adaptation import AdaptSample, WeightsProvider
 from bwdp_core.inference.backends import optimize_for_inference
-from bwdp_core.inference.ground_scale import GroundScale, GroundScaleConfig, ScaleStatus
+from bwdp_core.inference.ground_scale import GroundScale, GroundScaleConfig, ScaleStatus, grey_for_matching
 from bwdp_core.inference.preprocess import image_to_tensor
 
 
@@ -280,6 +282,7 @@ class VisualOdometry:
         self._prev_tensor: Optional[torch.Tensor] = None
         self.last_input: Optional[torch.Tensor] = None
         self._prev_stamp_ns: Optional[int] = None
+        self._prev_match: Optional[np.ndarray] = None  # the previous frame for the road homography (camera_height)
         self.T_start_camera = np.eye(4)
         self.T_odom_base = np.eye(4)
         self.frames_since_reset = 0
@@ -346,11 +349,17 @@ class VisualOdometry:
         (depth float32 [h,w] x the scale, NaN where invalid; its 3x3 K). Thread-safe against :meth:`process`:
         bwdp_core.inference.scheduling runs it in a thread of its own; with camera_height it also updates the
         ground-plane scale (under a lock)."""
-        depth, K_depth, _, _ = self._depth_and_scale(x, K, image_hw)
-        return depth, K_depth
+        depth_units, K_depth = self._depth_units(x, K, image_hw)
+        with self._scale_lock:
+            status = self._last_scale
+        return self._depth_with_invalid_as_nan(depth_units, self._scale_of(status)), K_depth
 
-    def _depth_and_scale(self, x: torch.Tensor, K: np.ndarray, image_hw: tuple[int, int]):
-        """(depth x scale with NaN invalid, K_depth, depth in network units, ScaleStatus or None) for input ``x``."""
+    def _scale_of(self, status: Optional[ScaleStatus]) -> float:
+        return status.scale if status is not None else self.config.metric_scale
+
+    def _depth_units(self, x: torch.Tensor, K: np.ndarray, image_hw: tuple[int, int]):
+        """(depth in network units, K_depth) for input ``x``; checks the checkpoint once and, with camera_height,
+        shows the depth to the ground-plane scale (is road in view)."""
         depth_units = self.estimator.depth(x) * np.float32(self.unit_correction)
         if not self._depth_checked:  # once per checkpoint: does it produce structured depth at all?
             self._depth_checked = True
@@ -360,12 +369,10 @@ class VisualOdometry:
         valid = self._valid_depths(depth_units)
         self._last_median_depth = float(np.median(valid)) if valid.size else float("nan")
         self._last_mean_depth = self._mean_depth(valid)
-        status = None
         if self.ground is not None:
             with self._scale_lock:
-                status = self._last_scale = self.ground.update(depth_units, K_depth)
-        scale = status.scale if status is not None else self.config.metric_scale
-        return self._depth_with_invalid_as_nan(depth_units, scale), K_depth, depth_units, status
+                self.ground.observe_depth(depth_units, K_depth)
+        return depth_units, K_depth
 
     def process(self, image_rgb: np.ndarray, K: np.ndarray, stamp_ns: int, with_depth: bool = True) -> VOFrame:
         """One frame: uint8 RGB [H,W,3], its 3x3 intrinsics, its stamp (int ns) -> :class:`VOFrame`.
@@ -388,22 +395,28 @@ class VisualOdometry:
             self.reset()
 
         self._take_new_weights()
+        depth_units = K_depth = None
         if with_depth:
-            depth, K_depth, _, status = self._depth_and_scale(x_cur, K, image_rgb.shape[:2])
-            event = event or (status.event if status is not None else None)
-        else:  # PoseNet only: the scale of the last depth frame
-            depth = K_depth = None
-            status = self._last_scale
-        scale, spread, since_ground = ((status.scale, status.spread, status.frames_since_good) if status is not None
-                                       else (self.config.metric_scale, 0.0, 0))
+            depth_units, K_depth = self._depth_units(x_cur, K, image_rgb.shape[:2])
+        match = grey_for_matching(image_rgb, K) if self.ground is not None else None
         zero = np.zeros(3)
         linear, angular = zero, zero
         T_units = None
+        if self._prev_tensor is not None:
+            dt = (stamp_ns - self._prev_stamp_ns) / 1e9
+            T_units, reason = self._camera_motion(x_cur, dt)
+        with self._scale_lock:
+            if self.ground is not None and T_units is not None and self._prev_match is not None:
+                self._last_scale = self.ground.update_motion(self._prev_match, match[0], match[1], T_units)
+                event = event or self._last_scale.event
+            status = self._last_scale
+        self._prev_match = None if match is None else match[0]
+        scale = self._scale_of(status)
+        spread, since_ground = (status.spread, status.frames_since_good) if status is not None else (0.0, 0)
+        depth = None if depth_units is None else self._depth_with_invalid_as_nan(depth_units, scale)
         if self._prev_tensor is None:
             tracking = TRACKING_INIT
         else:
-            dt = (stamp_ns - self._prev_stamp_ns) / 1e9
-            T_units, reason = self._camera_motion(x_cur, dt)
             T_cam = None
             if T_units is not None:
                 T_cam, reason = self._metric_motion(T_units, scale, dt)
