@@ -14,7 +14,8 @@ default settings (``bwdp_core.inference.settings``) -- and writes to DIR:
                                   alignment scale x --metric-scale is the value to use for the node's `metric_scale`.
 
 Metric scale: --camera-height H (m) measures the scale from the road ahead (its homography between consecutive
-frames, where the depth map shows ground), as the node's camera_height does (summary.json: final_scale, scale_spread, frames_since_ground).
+frames, where the depth map shows ground), as the node's camera_height does (summary.json: final_scale,
+scale_spread, frames_since_ground).
 Online adaptation: --adapt runs the node's adaptation worker (bwdp_core.train.adapt) on the replayed stream, in the
 background as on the robot, or --adapt-steps-per-frame N steps inline after each frame (deterministic);
 --save-model FILE keeps the adapted weights as a normal checkpoint.

@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="frame pairs per PoseNet call (default 8)")
     parser.add_argument("--camera-height", type=float, default=0.0,
                         help="camera height above the ground (m): run the node's processing (depth + pose per frame) "
-                             "with the ground-plane metric scale (road homography), so the trajectory is in metres; 0 = network units")
+                             "with the ground-plane metric scale (road homography), so the trajectory is in metres; "
+                             "0 = network units")
     parser.add_argument("--ground-max-tilt", type=float, default=settings.default("ground_max_tilt"),
                         help=settings.SETTING_BY_NAME["ground_max_tilt"].description)
 

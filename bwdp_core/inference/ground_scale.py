@@ -12,7 +12,7 @@ turns network units into metres for depth, translation and velocity alike.
 of the car moves between two frames by the plane-induced homography of that translation; the ``d`` whose homography
 best aligns the patch (:func:`plane_distance_from_homography`) is the plane's distance in the translation's unit. A
 plane fitted to the depth map instead (:func:`fit_ground_plane`) carries the depth network's own shape errors: on
-KITTI 07 its scale was 35-55 % off where the homography's is 3 % off (bench/results/metric_scale.json). The depth
+KITTI 07 its scale was 35-64 % off where the homography's is 1-7 % off (bench/results/metric_scale.json). The depth
 fit still decides whether road is in view at all and gives the search its starting distance.
 
 Read top-down:
@@ -56,7 +56,8 @@ class GroundScaleConfig:
     min_inlier_fraction: a plane needs this fraction of the region's points (and ``min_inliers`` points) to count.
     patch_top, patch_bottom, patch_side: the road patch the homography aligns: rows from ``patch_top`` to
       ``patch_bottom`` of the height, the middle ``1 - 2 patch_side`` of the width -- the lane just ahead. Chosen on
-      KITTI 07 (the wider ground region above let parked cars and kerbs in: scale 0.72-0.82 with GT motion).
+      KITTI 07 with GT motion (scale factor 0.99; rows 55-97 % x the middle 70 %, as the depth fit's region: 0.73,
+      parked cars and kerbs get in).
     min_parallax: |translation| / plane distance below this gives no homography measurement (too little motion).
     min_match: the best-aligned patch needs this normalised cross-correlation (else: not a textured road).
     direction_window: frames of travel direction averaged for :func:`motion_aligned_normal`.
