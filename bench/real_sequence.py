@@ -163,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     # 1. train with the recipe (or score the run that wrote --checkpoint)
     if args.checkpoint is not None:
         checkpoint = args.checkpoint.resolve()
-        run_dir = checkpoint.parent.parent
+        if not checkpoint.is_file():
+            raise SystemExit(f"--checkpoint {checkpoint}: no such file")
+        run_dir = checkpoint.parent.parent  # RUN/checkpoints/X.pt, as bwdp train writes it (else: the file's config)
         result["scored_checkpoint"] = str(checkpoint)
     else:
         run_dir = work / "train"
@@ -179,10 +181,16 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = run_dir / "checkpoints" / "last.pt"
     disp_net, pose_net, meta = load_models(checkpoint)
     import yaml  # the resolved config the run wrote (yaml comes with bwdp_core)
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config_file, metrics_file = run_dir / "config.yaml", run_dir / "metrics.jsonl"
+    if config_file.is_file():
+        cfg = yaml.safe_load(config_file.read_text())
+    else:  # a checkpoint moved out of its run folder: the config it was trained with is inside it
+        cfg = torch.load(checkpoint, map_location="cpu", weights_only=False).get("config")
+        if not isinstance(cfg, dict):
+            raise SystemExit(f"{checkpoint}: no {config_file} beside it and no config inside it")
     result["settings"] = {"config": args.config, "overrides": args.overrides, "data": cfg["data"],
                           "train": cfg["train"], "loss": cfg["loss"], "model": cfg["model"]}
-    metrics_lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    metrics_lines = metrics_file.read_text().splitlines() if metrics_file.is_file() else []
     if metrics_lines:
         result["last_train_log"] = json.loads(metrics_lines[-1])
 

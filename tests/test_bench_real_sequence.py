@@ -63,6 +63,15 @@ def test_real_sequence_and_ablation_benches_run_at_toy_size(tmp_path):
     assert 0 <= result["depth_gt"]["abs_rel"] and result["depth_gt"]["grey"] is True
     assert result["settings"]["data"]["source"]["camera"] == 0 and result["train_wall_s"] > 0
     assert "loadavg_before" in result and (results / "real_sequence_toy.png").is_file()
+    # an earlier run's checkpoint, moved out of its run folder: scored with the config stored inside it
+    moved = tmp_path / "moved.pt"
+    (tmp_path / "work" / "train" / "checkpoints" / "last.pt").rename(moved)
+    assert real_sequence.main([str(root), "--sequence", "00", "--camera", "0", "--name", "toy_moved", "--work",
+                               str(tmp_path / "work_moved"), "--results", str(results), "--no-classical",
+                               "--checkpoint", str(moved)]) == 0
+    rescored = json.loads((results / "real_sequence_toy_moved.json").read_text())
+    assert rescored["scored_checkpoint"] == str(moved) and "train_wall_s" not in rescored
+    assert rescored["settings"]["data"]["height"] == 32 and rescored["odometry"]["learned"]["ate_sim3_m"] >= 0
 
     assert ablation.main(["--presets", "full", "--seeds", "0", "--synth-frames", "6",
                           "--heldout-frames", "5", "--height", "32", "--width", "96", "--iterations", "2",
