@@ -199,7 +199,6 @@ def validate_config(cfg: dict) -> None:
     _require(cfg, "train.lr_schedule", str, lambda v: v in LR_SCHEDULES, " or ".join(LR_SCHEDULES))
     _require(cfg, "train.warmup_steps", int, nonneg, "non-negative")
     _require(cfg, "train.smoothness_warmup_steps", int, nonneg, "non-negative (0 = no ramp)")
-    _require(cfg, "train.dsc_warmup_steps", int, nonneg, "non-negative (0 = no ramp)")
     _require(cfg, "train.final_lr_factor", (int, float), lambda v: 0 <= v <= 1, "in [0, 1]")
     _require(cfg, "train.iterations", int, pos, "at least 1")
     _require(cfg, "train.workers", int, nonneg, "non-negative")

@@ -104,21 +104,17 @@ def learning_rate(cfg: dict, step: int) -> float:
 
 def loss_config_at(cfg: dict, loss_cfg, step: int):
     """The LossConfig of update number ``step + 1``: ``loss_cfg`` with the smoothness weight ramped linearly from 0
-    to ``w_smooth`` over ``train.smoothness_warmup_steps`` and the depth-structure weight (eq. 6) from 0 to ``w_dsc``
-    over ``train.dsc_warmup_steps`` (0 = no ramp; with neither ramping, ``loss_cfg`` itself).
+    to ``w_smooth`` over ``train.smoothness_warmup_steps`` (0 = no ramp, ``loss_cfg`` itself).
 
     Why: at the start PoseNet's motion is ~0, so the photometric terms give DispNet almost no gradient and the
-    regularisers are what shapes depth: the edge-aware smoothness, and eq. 6, which any constant depth map satisfies
-    while nothing moves. Adam normalises each parameter's step by its own gradient size, so a small weight does not
-    make that pull small: they flatten the depth map in a few steps, and structure only returns once the poses move
-    (the flat phase of issue 13; README "Why depth went flat"; bench/results/flat_start_synth_seed1.json). A pure
-    function of the step, so a resumed run continues the same ramps."""
-    changes = {}
-    for key, weight in (("smoothness_warmup_steps", "w_smooth"), ("dsc_warmup_steps", "w_dsc")):
-        warmup = int(cfg["train"].get(key, 0))
-        if warmup > 0 and step < warmup:
-            changes[weight] = getattr(loss_cfg, weight) * step / warmup
-    return dataclasses.replace(loss_cfg, **changes) if changes else loss_cfg
+    edge-aware smoothness is the only term shaping depth. Adam normalises each parameter's step by its own gradient
+    size, so ``w_smooth`` does not make that pull small: it flattens the depth map in a few steps, and structure
+    only returns once the poses move (the flat phase of issue 13; README "Why depth went flat"). A pure function of
+    the step, so a resumed run continues the same ramp."""
+    warmup = int(cfg["train"].get("smoothness_warmup_steps", 0))
+    if warmup <= 0 or step >= warmup:
+        return loss_cfg
+    return dataclasses.replace(loss_cfg, w_smooth=loss_cfg.w_smooth * step / warmup)
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
