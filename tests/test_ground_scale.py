@@ -156,7 +156,7 @@ def test_keeps_the_previous_scale_on_frames_without_ground():
     ground[100:] = 1.5 * UNIT * FLAT_K[1, 1] / (np.arange(100, 192) - FLAT_K[1, 2])[:, None]  # depth of the plane
 
     def step(depth):
-        scale.observe_depth(depth, FLAT_K)
+        scale.measure(depth, FLAT_K)
         return scale.update_motion(prev, cur, FLAT_K, T)
 
     good = step(ground)

@@ -26,13 +26,14 @@ Read top-down:
 5. :func:`plane_homography` and :func:`plane_distance_from_homography`: the distance from two frames and their motion.
 6. :class:`ScaleFilter`: the published scale. Medians over a window of accepted measurements, an outlier gate, and a
    bounded change per frame: the scale never jumps, and frames without ground keep the last good scale.
-7. :class:`GroundScale` ties them together: ``observe_depth(depth, K)`` on depth frames (is there road? how far?),
+7. :class:`GroundScale` ties them together: ``measure(depth, K)`` on depth frames (is there road? how far?),
    ``update_motion(prev, cur, K, T_prev_cur) -> ScaleStatus`` on every pair of frames with a motion.
 """
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Optional
 
 import cv2
@@ -265,6 +266,16 @@ def patch_rows_cols(shape: tuple[int, int], cfg: GroundScaleConfig) -> tuple[int
             int(cfg.patch_side * w), max(int(np.ceil((1 - cfg.patch_side) * w)), int(cfg.patch_side * w) + 1))
 
 
+@lru_cache(maxsize=8)
+def _patch_pixels(box: tuple[int, int, int, int]) -> np.ndarray:
+    """Homogeneous pixel coordinates [rows, cols, 3] of the patch ``box`` (one per search, not per candidate)."""
+    r0, r1, c0, c1 = box
+    ys, xs = np.mgrid[r0:r1, c0:c1]
+    pixels = np.stack([xs, ys, np.ones_like(xs)], axis=-1).astype(np.float64)
+    pixels.flags.writeable = False
+    return pixels
+
+
 def patch_match(prev: np.ndarray, cur: np.ndarray, H: np.ndarray, box: tuple[int, int, int, int]) -> float:
     """Zero-mean normalised cross-correlation of the previous frame's patch ``box`` (row0, row1, col0, col1) with the
     current frame sampled at H p: in [-1, 1], NaN when under half the patch lands inside the current frame.
@@ -275,8 +286,7 @@ def patch_match(prev: np.ndarray, cur: np.ndarray, H: np.ndarray, box: tuple[int
     """
     r0, r1, c0, c1 = box
     h, w = cur.shape
-    ys, xs = np.mgrid[r0:r1, c0:c1]
-    p = np.stack([xs, ys, np.ones_like(xs)], axis=-1).astype(np.float64) @ np.asarray(H, dtype=np.float64).T
+    p = _patch_pixels(tuple(box)) @ np.asarray(H, dtype=np.float64).T
     with np.errstate(divide="ignore", invalid="ignore"):
         u, v = p[..., 0] / p[..., 2], p[..., 1] / p[..., 2]
     inside = (p[..., 2] > 0) & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
@@ -328,18 +338,14 @@ def plane_distance_from_homography(prev: np.ndarray, cur: np.ndarray, K: np.ndar
     return d
 
 
-def grey_for_matching(image_rgb: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 RGB [H,W,3] and its K -> (float32 grey at ``MATCH_WIDTH`` or less [h,w], K at that size)."""
+def grey_for_matching(image_rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB [H,W,3] -> float32 grey [h,w], at ``MATCH_WIDTH`` wide or less (same aspect ratio); its K is the
+    image's scaled to that size (``vo_pipeline.scale_intrinsics_to``)."""
     H, W = image_rgb.shape[:2]
     grey = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
     if W > MATCH_WIDTH:
-        w, h = MATCH_WIDTH, max(1, round(H * MATCH_WIDTH / W))
-        grey = cv2.resize(grey, (w, h), interpolation=cv2.INTER_AREA)
-    h, w = grey.shape
-    K = np.array(K, dtype=np.float64)
-    K[0, :] *= w / W
-    K[1, :] *= h / H
-    return grey.astype(np.float32), K
+        grey = cv2.resize(grey, (MATCH_WIDTH, max(1, round(H * MATCH_WIDTH / W))), interpolation=cv2.INTER_AREA)
+    return grey.astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -440,13 +446,14 @@ class ScaleFilter:
 
 
 class GroundScale:
-    """Ground-plane scale over a stream: ``observe_depth`` on depth frames, ``update_motion`` on each frame pair.
+    """Ground-plane scale over a stream: ``measure`` on depth frames, ``update_motion`` on each frame pair.
 
     scale = GroundScale(GroundScaleConfig(camera_height=1.65), T_base_camera, initial=1.0)
-    scale.observe_depth(depth_network_units, K_depth)          # road in view? its distance, a first guess
+    scale.measure(depth_network_units, K_depth)                # road in view? its distance, a first guess
     status = scale.update_motion(prev, cur, K_match, T_prev_cur_units)   # status.scale: metres per network unit
 
-    prev, cur: :func:`grey_for_matching` of the two frames; T_prev_cur: PoseNet's motion in network units.
+    prev, cur: :func:`grey_for_matching` of the two frames, K_match at their size; T_prev_cur: PoseNet's motion in
+    network units.
     """
 
     def __init__(self, cfg: GroundScaleConfig, T_base_camera: np.ndarray, initial: float = 1.0):
@@ -458,19 +465,15 @@ class GroundScale:
         self._rng = np.random.default_rng(cfg.seed)
         self._directions: deque[np.ndarray] = deque(maxlen=cfg.direction_window)
         self.last_plane: Optional[GroundPlane] = None
-        self.last_distance: Optional[float] = None  # the newest homography distance (network units)
         self.status = ScaleStatus(scale=float(initial), spread=0.0, frames_since_good=0, measurement=None,
                                   initialised=False)
 
     def measure(self, depth: np.ndarray, K: np.ndarray) -> Optional[float]:
-        """The scale the depth map's own ground plane gives (None without one); the plane stays in ``last_plane``."""
+        """A depth frame (network units, K at its size): is road in view, and roughly how far. The plane stays in
+        ``last_plane`` (the homography's gate and first guess); returns the scale that plane alone gives, or None."""
         points = backproject_ground_region(depth, K, self.cfg.region_top, self.cfg.region_side)
         self.last_plane = fit_ground_plane(points, self.up, self.cfg, self._rng)
         return None if self.last_plane is None else scale_from_ground_plane(self.cfg.camera_height, self.last_plane)
-
-    def observe_depth(self, depth: np.ndarray, K: np.ndarray) -> None:
-        """A depth frame (network units, K at its size): is road in view, and roughly how far (``last_plane``)."""
-        self.measure(depth, K)
 
     @property
     def road_normal(self) -> np.ndarray:
@@ -482,7 +485,6 @@ class GroundScale:
         t = np.asarray(T_prev_cur, dtype=np.float64)[:3, 3]
         if np.linalg.norm(t) > 0 and np.all(np.isfinite(t)):
             self._directions.append(t / np.linalg.norm(t))
-        self.last_distance = None
         if self.last_plane is None:
             return None, "no ground plane in view"
         if prev.shape != cur.shape:
@@ -491,7 +493,6 @@ class GroundScale:
                                            self.cfg)
         if d is None:
             return None, "road not measurable (too little motion or texture)"
-        self.last_distance = d
         return self.cfg.camera_height / d, ""
 
     def update_motion(self, prev: np.ndarray, cur: np.ndarray, K: np.ndarray, T_prev_cur: np.ndarray) -> ScaleStatus:

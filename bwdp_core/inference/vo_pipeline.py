@@ -371,7 +371,7 @@ class VisualOdometry:
         self._last_mean_depth = self._mean_depth(valid)
         if self.ground is not None:
             with self._scale_lock:
-                self.ground.observe_depth(depth_units, K_depth)
+                self.ground.measure(depth_units, K_depth)  # the road gate; the scale comes from update_motion
         return depth_units, K_depth
 
     def process(self, image_rgb: np.ndarray, K: np.ndarray, stamp_ns: int, with_depth: bool = True) -> VOFrame:
@@ -398,7 +398,7 @@ class VisualOdometry:
         depth_units = K_depth = None
         if with_depth:
             depth_units, K_depth = self._depth_units(x_cur, K, image_rgb.shape[:2])
-        match = grey_for_matching(image_rgb, K) if self.ground is not None else None
+        match = grey_for_matching(image_rgb) if self.ground is not None else None
         zero = np.zeros(3)
         linear, angular = zero, zero
         T_units = None
@@ -407,10 +407,11 @@ class VisualOdometry:
             T_units, reason = self._camera_motion(x_cur, dt)
         with self._scale_lock:
             if self.ground is not None and T_units is not None and self._prev_match is not None:
-                self._last_scale = self.ground.update_motion(self._prev_match, match[0], match[1], T_units)
+                K_match = scale_intrinsics_to(K, image_rgb.shape[:2], match.shape)
+                self._last_scale = self.ground.update_motion(self._prev_match, match, K_match, T_units)
                 event = event or self._last_scale.event
             status = self._last_scale
-        self._prev_match = None if match is None else match[0]
+        self._prev_match = match
         scale = self._scale_of(status)
         spread, since_ground = (status.spread, status.frames_since_good) if status is not None else (0.0, 0)
         depth = None if depth_units is None else self._depth_with_invalid_as_nan(depth_units, scale)
