@@ -22,7 +22,7 @@ Read top-down:
    the camera; a least-squares refit on the inliers. ``None`` when no such plane is supported by enough points (sky,
    a wall, a close obstacle): that frame gives no measurement.
 4. :func:`motion_aligned_normal`: the road normal, "up" made perpendicular to the recent direction of travel (a
-   vehicle moves along its road; this finds the mount's pitch to ~0.2 deg, which the distance is sensitive to).
+   vehicle moves along its road; this finds the mount's pitch, which the distance is sensitive to).
 5. :func:`plane_homography` and :func:`plane_distance_from_homography`: the distance from two frames and their motion.
 6. :class:`ScaleFilter`: the published scale. Medians over a window of accepted measurements, an outlier gate, and a
    bounded change per frame: the scale never jumps, and frames without ground keep the last good scale.
@@ -57,8 +57,7 @@ class GroundScaleConfig:
     min_inlier_fraction: a plane needs this fraction of the region's points (and ``min_inliers`` points) to count.
     patch_top, patch_bottom, patch_side: the road patch the homography aligns: rows from ``patch_top`` to
       ``patch_bottom`` of the height, the middle ``1 - 2 patch_side`` of the width -- the lane just ahead. Chosen on
-      KITTI 07 with GT motion (scale factor 0.99; rows 55-97 % x the middle 70 %, as the depth fit's region: 0.73,
-      parked cars and kerbs get in).
+      KITTI 07 with GT motion (the depth fit's wider region lets parked cars and kerbs in and reads far too low).
     min_parallax: |translation| / plane distance below this gives no homography measurement (too little motion).
     min_match: the best-aligned patch needs this normalised cross-correlation (else: not a textured road).
     direction_window: frames of travel direction averaged for :func:`motion_aligned_normal`.
@@ -228,8 +227,9 @@ def motion_aligned_normal(up: np.ndarray, directions, max_tilt_deg: float) -> np
 
     directions: recent unit translations [N,3] of the camera (optical frame). A vehicle moves along the road, so the
     road normal is perpendicular to its motion; this measures the mount's pitch, to which the plane distance is
-    sensitive (~7 % per degree at KITTI's geometry). Returns ``up`` unchanged without directions or when the
-    corrected normal would tilt more than ``max_tilt_deg`` from it (reversing, a bad motion estimate).
+    sensitive (several % per degree at KITTI's geometry, seen with GT motion). Returns ``up`` unchanged without
+    directions or when the corrected normal would tilt more than ``max_tilt_deg`` from it (reversing, a bad motion
+    estimate).
     """
     up = np.asarray(up, dtype=np.float64)
     directions = np.asarray(directions, dtype=np.float64).reshape(-1, 3)
