@@ -45,30 +45,38 @@ def fine_street():
 FLAT_K = np.array([[300.0, 0, 320.0], [0, 300.0, 96.0], [0, 0, 1]])
 
 
-def _textured_pair(T_prev_cur, distance=1.5, seed=0):
-    """Two views of a ground plane ``distance`` below the first camera, covered in a random texture (5 cm texels,
-    blurred): the previous frame and the current one after the camera moved by T_prev_cur (optical axes), float32
-    grey [192, 640]; above the horizon 0. Each pixel's ray meets the plane; the texture is sampled there."""
+def _ground_texture(seed=0, contrast=1.0, texel=0.05, half_width=20.0, length=80.0):
+    """A random ground texture (5 cm texels over 40 x 80 m), blurred more along the road (rows): the ground is
+    foreshortened there, and point-sampled texels would alias. ``contrast`` scales it about its mean."""
     rng = np.random.default_rng(seed)
-    texel, half_width, length = 0.05, 20.0, 80.0
-    # blurred more along the road (rows): the ground is foreshortened there, and point-sampled texels would alias
     texture = cv2.GaussianBlur(rng.uniform(0, 255, (int(length / texel), int(2 * half_width / texel))),
-                               (0, 0), sigmaX=3.0, sigmaY=10.0).astype(np.float32)
+                               (0, 0), sigmaX=3.0, sigmaY=10.0)
+    return (texture.mean() + contrast * (texture - texture.mean())).astype(np.float32)
+
+
+def _plane_view(texture, R, origin, distance, texel=0.05, half_width=20.0):
+    """float32 grey [192, 640] of a horizontal plane ``distance`` below the first camera, seen from a camera at
+    ``origin`` with rotation R (both in the first camera's optical frame), and the lateral coordinate x (m, first
+    camera's frame) of the plane point each pixel sees (NaN above the horizon, where the image is 0)."""
     ys, xs = np.mgrid[0:192, 0:640].astype(np.float64)
-    rays = np.stack([xs, ys, np.ones_like(xs)], axis=-1) @ np.linalg.inv(FLAT_K).T
+    rays = np.stack([xs, ys, np.ones_like(xs)], axis=-1) @ np.linalg.inv(FLAT_K).T @ R.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = (distance - origin[1]) / rays[..., 1]
+    s = np.where((rays[..., 1] > 0) & (s > 0), s, np.nan)
+    x = origin[0] + s * rays[..., 0]
+    u, v = (x + half_width) / texel, (origin[2] + s * rays[..., 2]) / texel
+    image = cv2.remap(texture, np.nan_to_num(u, nan=-1).astype(np.float32),
+                      np.nan_to_num(v, nan=-1).astype(np.float32), cv2.INTER_LINEAR,
+                      borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return image, x
 
-    def view(R, origin):
-        d = rays @ R.T                                   # ray directions in the previous frame
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s = (distance - origin[1]) / d[..., 1]
-        s = np.where((d[..., 1] > 0) & (s > 0), s, np.nan)
-        u = (origin[0] + s * d[..., 0] + half_width) / texel
-        v = (origin[2] + s * d[..., 2]) / texel
-        return cv2.remap(texture, np.nan_to_num(u, nan=-1).astype(np.float32),
-                         np.nan_to_num(v, nan=-1).astype(np.float32), cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
-    return view(np.eye(3), np.zeros(3)), view(T_prev_cur[:3, :3], T_prev_cur[:3, 3])
+def _textured_pair(T_prev_cur, distance=1.5, seed=0):
+    """Two views of a textured ground plane ``distance`` below the first camera: the previous frame and the current
+    one after the camera moved by T_prev_cur (optical axes), float32 grey [192, 640]; above the horizon 0."""
+    texture = _ground_texture(seed)
+    return (_plane_view(texture, np.eye(3), np.zeros(3), distance)[0],
+            _plane_view(texture, T_prev_cur[:3, :3], T_prev_cur[:3, 3], distance)[0])
 
 
 def _forward(metres, yaw_deg=0.0):
@@ -98,6 +106,30 @@ def test_homography_recovers_the_plane_distance_in_the_translations_unit():
     assert still is None                                 # no motion, no parallax: nothing to measure
     noise = np.random.default_rng(1).uniform(0, 255, prev.shape).astype(np.float32)
     assert plane_distance_from_homography(prev, noise, FLAT_K, _forward(0.8), up, d0=1.5, cfg=cfg) is None
+
+
+def test_a_raised_strip_in_one_column_does_not_pull_the_road_distance():
+    """A kerb-like strip 0.3 m above the road (x < -0.9 m, twice the road's contrast) covers most of the patch's left
+    column. Aligned as one patch, its texture wins and the distance reads 9 % short; the median of the three columns
+    keeps the road's."""
+    T, up = _forward(0.8), np.array([0.0, -1.0, 0.0])
+    road, kerb = _ground_texture(0), _ground_texture(5, contrast=2.0)
+
+    def view(R, origin):
+        ground = _plane_view(road, R, origin, 1.5)[0]
+        raised, x = _plane_view(kerb, R, origin, 1.2)
+        return np.where((x > -4.0) & (x < -0.9), raised, ground).astype(np.float32)
+
+    prev, cur = view(np.eye(3), np.zeros(3)), view(T[:3, :3], T[:3, 3])
+    whole = plane_distance_from_homography(prev, cur, FLAT_K, T, up, 1.5, GroundScaleConfig(1.5, patch_columns=1))
+    columns = plane_distance_from_homography(prev, cur, FLAT_K, T, up, 1.5, GroundScaleConfig(1.5))
+    assert whole is not None and whole / 1.5 < 0.95
+    assert columns is not None and abs(columns / 1.5 - 1) < 0.01
+
+
+def test_patch_columns_must_be_positive():
+    with pytest.raises(ConfigError, match="patch_columns"):
+        GroundScaleConfig(camera_height=1.5, patch_columns=0).validate()
 
 
 def test_road_normal_is_up_made_perpendicular_to_the_travel_direction():

@@ -58,6 +58,8 @@ class GroundScaleConfig:
     patch_top, patch_bottom, patch_side: the road patch the homography aligns: rows from ``patch_top`` to
       ``patch_bottom`` of the height, the middle ``1 - 2 patch_side`` of the width -- the lane just ahead. Chosen on
       KITTI 07 with GT motion (the depth fit's wider region lets parked cars and kerbs in and reads far too low).
+    patch_columns: the patch is split into this many side-by-side columns, each aligned on its own; the distance is
+      the median of the columns that give one (a parked car or kerb in one column cannot pull it).
     min_parallax: |translation| / plane distance below this gives no homography measurement (too little motion).
     min_match: the best-aligned patch needs this normalised cross-correlation (else: not a textured road).
     direction_window: frames of travel direction averaged for :func:`motion_aligned_normal`.
@@ -79,6 +81,7 @@ class GroundScaleConfig:
     patch_top: float = 0.70
     patch_bottom: float = 0.97
     patch_side: float = 0.35
+    patch_columns: int = 3
     min_parallax: float = 0.05
     min_match: float = 0.5
     direction_window: int = 30
@@ -105,7 +108,7 @@ class GroundScaleConfig:
             value = getattr(self, name)
             if not np.isfinite(value) or not 0 < value < 1:
                 raise ConfigError(f"ground {name} must be in (0, 1), got {value}")
-        for name in ("min_inliers", "iterations", "max_points", "window", "direction_window"):
+        for name in ("min_inliers", "iterations", "max_points", "window", "direction_window", "patch_columns"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"ground {name} must be >= 1, got {getattr(self, name)}")
         return self
@@ -266,6 +269,14 @@ def patch_rows_cols(shape: tuple[int, int], cfg: GroundScaleConfig) -> tuple[int
             int(cfg.patch_side * w), max(int(np.ceil((1 - cfg.patch_side) * w)), int(cfg.patch_side * w) + 1))
 
 
+def patch_columns(shape: tuple[int, int], cfg: GroundScaleConfig) -> list[tuple[int, int, int, int]]:
+    """The road patch of :func:`patch_rows_cols` split into ``cfg.patch_columns`` side-by-side boxes (fewer when the
+    patch is narrower than that many pixels)."""
+    r0, r1, c0, c1 = patch_rows_cols(shape, cfg)
+    edges = np.unique(np.linspace(c0, c1, min(cfg.patch_columns, c1 - c0) + 1).round().astype(int))
+    return [(r0, r1, int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
 @lru_cache(maxsize=8)
 def _patch_pixels(box: tuple[int, int, int, int]) -> np.ndarray:
     """Homogeneous pixel coordinates [rows, cols, 3] of the patch ``box`` (one per search, not per candidate)."""
@@ -301,20 +312,11 @@ def patch_match(prev: np.ndarray, cur: np.ndarray, H: np.ndarray, box: tuple[int
     return float((a * b).sum() / denom) if denom > 0 else float("nan")
 
 
-def plane_distance_from_homography(prev: np.ndarray, cur: np.ndarray, K: np.ndarray, T_prev_cur: np.ndarray,
-                                   normal: np.ndarray, d0: float, cfg: GroundScaleConfig) -> Optional[float]:
-    """The road plane's distance in the unit of ``T_prev_cur``'s translation, or None when the frames cannot tell.
-
-    prev, cur: float32 grey [h,w] (the two frames; K 3x3 at that size); normal: the road normal (3,) in the previous
-    frame; d0 > 0: a first guess of the distance (the depth map's plane). Searches d in [d0/4, 4 d0] (log grid, then
-    a finer grid around the best, then a parabola through the best three) for the best :func:`patch_match`.
-    None when the motion is too small (|t| < ``cfg.min_parallax`` d), the best match is weak (< ``cfg.min_match``) or
-    the best d lies on the search's edge.
-    """
-    if not np.isfinite(d0) or d0 <= 0:
-        return None
+def _distance_in_box(prev: np.ndarray, cur: np.ndarray, K: np.ndarray, T_prev_cur: np.ndarray, normal: np.ndarray,
+                     d0: float, cfg: GroundScaleConfig, box: tuple[int, int, int, int]) -> Optional[float]:
+    """The plane distance whose homography best aligns ``box``: d in [d0/4, 4 d0] (log grid, then a finer grid around
+    the best, then a parabola through the best three); None as :func:`plane_distance_from_homography` says."""
     t = float(np.linalg.norm(np.asarray(T_prev_cur)[:3, 3]))
-    box = patch_rows_cols(prev.shape, cfg)
 
     def scores(ds):
         return np.array([patch_match(prev, cur, plane_homography(K, T_prev_cur, normal, d), box) for d in ds])
@@ -336,6 +338,30 @@ def plane_distance_from_homography(prev: np.ndarray, cur: np.ndarray, K: np.ndar
     if best < cfg.min_match or t < cfg.min_parallax * d:
         return None
     return d
+
+
+def plane_distance_from_homography(prev: np.ndarray, cur: np.ndarray, K: np.ndarray, T_prev_cur: np.ndarray,
+                                   normal: np.ndarray, d0: float, cfg: GroundScaleConfig) -> Optional[float]:
+    """The road plane's distance in the unit of ``T_prev_cur``'s translation, or None when the frames cannot tell.
+
+    prev, cur: float32 grey [h,w] (the two frames; K 3x3 at that size); normal: the road normal (3,) in the previous
+    frame; d0 > 0: a first guess of the distance (the depth map's plane). Each column of the road patch
+    (:func:`patch_columns`) is aligned on its own (the best :func:`patch_match` over d in [d0/4, 4 d0]); a column gives
+    no distance when the motion is too small (|t| < ``cfg.min_parallax`` d), its best match is weak (<
+    ``cfg.min_match``) or its best d lies on the search's edge. The result is the median over the columns that give
+    one, None unless more than half of them do.
+
+    Why columns: something standing on the road (a car, a kerb) is nearer than the road, and one whole-patch match
+    follows whatever has the strongest texture; the median of the columns keeps the road when one column is taken
+    (bench/results/metric_scale.json, ``patch_columns``).
+    """
+    if not np.isfinite(d0) or d0 <= 0:
+        return None
+    boxes = patch_columns(prev.shape, cfg)
+    found = [d for box in boxes if (d := _distance_in_box(prev, cur, K, T_prev_cur, normal, d0, cfg, box)) is not None]
+    if 2 * len(found) <= len(boxes):
+        return None
+    return float(np.median(found))
 
 
 def grey_for_matching(image_rgb: np.ndarray) -> np.ndarray:
