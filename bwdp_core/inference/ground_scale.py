@@ -269,7 +269,7 @@ def patch_rows_cols(shape: tuple[int, int], cfg: GroundScaleConfig) -> tuple[int
             int(cfg.patch_side * w), max(int(np.ceil((1 - cfg.patch_side) * w)), int(cfg.patch_side * w) + 1))
 
 
-def patch_columns(shape: tuple[int, int], cfg: GroundScaleConfig) -> list[tuple[int, int, int, int]]:
+def patch_column_boxes(shape: tuple[int, int], cfg: GroundScaleConfig) -> list[tuple[int, int, int, int]]:
     """The road patch of :func:`patch_rows_cols` split into ``cfg.patch_columns`` side-by-side boxes (fewer when the
     patch is narrower than that many pixels)."""
     r0, r1, c0, c1 = patch_rows_cols(shape, cfg)
@@ -346,10 +346,10 @@ def plane_distance_from_homography(prev: np.ndarray, cur: np.ndarray, K: np.ndar
 
     prev, cur: float32 grey [h,w] (the two frames; K 3x3 at that size); normal: the road normal (3,) in the previous
     frame; d0 > 0: a first guess of the distance (the depth map's plane). Each column of the road patch
-    (:func:`patch_columns`) is aligned on its own (the best :func:`patch_match` over d in [d0/4, 4 d0]); a column gives
-    no distance when the motion is too small (|t| < ``cfg.min_parallax`` d), its best match is weak (<
-    ``cfg.min_match``) or its best d lies on the search's edge. The result is the median over the columns that give
-    one, None unless more than half of them do.
+    (:func:`patch_column_boxes`) is aligned on its own (the best :func:`patch_match` over d in [d0/4, 4 d0]); a
+    column gives no distance when the motion is too small (|t| < ``cfg.min_parallax`` d), its best match is weak
+    (< ``cfg.min_match``) or its best d lies on the search's edge. The result is the median over the columns that
+    give one, None unless more than half of them do.
 
     Why columns: something standing on the road (a car, a kerb) is nearer than the road, and one whole-patch match
     follows whatever has the strongest texture; the median of the columns keeps the road when one column is taken
@@ -357,7 +357,7 @@ def plane_distance_from_homography(prev: np.ndarray, cur: np.ndarray, K: np.ndar
     """
     if not np.isfinite(d0) or d0 <= 0:
         return None
-    boxes = patch_columns(prev.shape, cfg)
+    boxes = patch_column_boxes(prev.shape, cfg)
     found = [d for box in boxes if (d := _distance_in_box(prev, cur, K, T_prev_cur, normal, d0, cfg, box)) is not None]
     if 2 * len(found) <= len(boxes):
         return None
