@@ -357,6 +357,8 @@ def plane_distance_from_homography(prev: np.ndarray, cur: np.ndarray, K: np.ndar
     """
     if not np.isfinite(d0) or d0 <= 0:
         return None
+    if not np.linalg.norm(np.asarray(T_prev_cur)[:3, 3]) >= cfg.min_parallax * d0 / 4:
+        return None  # too little motion for any distance of the search (standing still): skip every column's search
     boxes = patch_column_boxes(prev.shape, cfg)
     found = [d for box in boxes if (d := _distance_in_box(prev, cur, K, T_prev_cur, normal, d0, cfg, box)) is not None]
     if 2 * len(found) <= len(boxes):
